@@ -1,0 +1,1 @@
+"""Pareto fronts, hypervolume and strategy comparisons (no PyTorch)."""

@@ -1,0 +1,274 @@
+"""Command-line interface: a thin shell over the Python API.
+
+Every user mistake ends in one line on stderr (``archscout: error: ...``) and a
+non-zero exit status, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import yaml
+
+from . import __version__
+from .errors import ArchscoutError
+from .evaluators import BENCHMARK_HELP, make_evaluator
+from .problem import Objective, Problem, parse_constraints
+from .strategies import DEFAULT_STRATEGY, available_strategies, make_strategy, strategy_class
+
+DEFAULT_STORAGE = "sqlite:///archscout.db"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + error
+        self.exit(2, f"archscout: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} must look like NAME=VALUE")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="archscout", description="Hardware-aware neural architecture search.")
+    parser.add_argument("--version", action="version", version=f"archscout {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("search", help="run (or resume) a search study")
+    s.add_argument("--benchmark", default="nasbench-graph:cora", help=BENCHMARK_HELP)
+    s.add_argument("--space", help="space file for tabular CSV benchmarks")
+    s.add_argument("--strategy", default=DEFAULT_STRATEGY, help=f"strategy name (default {DEFAULT_STRATEGY}; see 'archscout strategies')")
+    s.add_argument("--strategy-option", action="append", type=_option, default=[], metavar="NAME=VALUE",
+                   help="strategy setting, e.g. population_size=50 (repeatable)")
+    s.add_argument("--budget", type=_positive_int, default=100, help="number of trials (default 100)")
+    s.add_argument("--seed", type=_nonneg_int, default=0)
+    s.add_argument("--storage", default=DEFAULT_STORAGE, help=f"database URL (default {DEFAULT_STORAGE})")
+    s.add_argument("--study", help="study name (default: BENCHMARK-STRATEGY-seedSEED); rerun to resume")
+    s.add_argument("--objective", action="append", default=[], metavar="METRIC:max|min",
+                   help="objective (repeatable; default: the benchmark's, e.g. valid_perf:max)")
+    s.add_argument("--constraint", action="append", default=[], metavar="EXPR",
+                   help="hard budget such as 'latency<=0.004' (repeatable)")
+    s.add_argument("--batch-size", type=_positive_int, default=1, help="architectures asked at once")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    r = sub.add_parser("report", help="summarise a stored study")
+    r.add_argument("--storage", default=DEFAULT_STORAGE)
+    r.add_argument("--study", help="study name (omit to list the studies)")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("--plot", metavar="FILE.png", help="draw the anytime curve or Pareto front")
+
+    b = sub.add_parser("benchmark", help="compare strategies over many seeds on a tabular benchmark")
+    b.add_argument("--benchmark", default="nasbench-graph:cora", help=BENCHMARK_HELP)
+    b.add_argument("--strategies", default="bo,evolution,local-search",
+                   help="comma-separated strategies (random is always added; optuna-tpe when installed)")
+    b.add_argument("--seeds", type=_positive_int, default=20)
+    b.add_argument("--budget", type=_positive_int, default=100)
+    b.add_argument("--objective", action="append", default=[], metavar="METRIC:max|min")
+    b.add_argument("--constraint", action="append", default=[], metavar="EXPR")
+    b.add_argument("--workers", type=_positive_int, default=1, help="processes to run seeds in parallel")
+    b.add_argument("--no-peer", action="store_true", help="do not add Optuna TPE even if installed")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--plot", metavar="FILE.png", help="draw mean ± std anytime curves")
+    b.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("strategies", help="list the search strategies")
+    return parser
+
+
+def _objectives(evaluator: Any, texts: Sequence[str]) -> list[Objective]:
+    objectives = [Objective.parse(t) for t in (texts or evaluator.default_objectives or ())]
+    if not objectives:
+        raise ArchscoutError(f"{evaluator.name} has no default objective; pass --objective METRIC:max")
+    known = set(evaluator.metric_names)
+    for o in objectives:
+        if known and o.metric not in known:
+            raise ArchscoutError(f"unknown metric {o.metric!r} for {evaluator.name} (metrics: {', '.join(sorted(known))})")
+    return objectives
+
+
+def _constraints(evaluator: Any, texts: Sequence[str]) -> list:
+    constraints = parse_constraints(texts)
+    known = set(evaluator.metric_names)
+    for c in constraints:
+        unknown = c.names - known
+        if known and unknown:
+            raise ArchscoutError(f"constraint {c.text!r} names unknown metric {sorted(unknown)[0]!r} "
+                                 f"(metrics: {', '.join(sorted(known))})")
+    return constraints
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .report import summarize
+    from .study import Storage, Study
+
+    evaluator = make_evaluator(args.benchmark, args.space)
+    space = evaluator.space
+    if space is None:
+        raise ArchscoutError(f"{evaluator.name} defines no search space")
+    objectives = _objectives(evaluator, args.objective)
+    constraints = _constraints(evaluator, args.constraint)
+    problem = Problem(space, objectives, constraints, cheap_metrics=evaluator.cheap_metrics,
+                      admissible=evaluator.contains)
+    options = dict(args.strategy_option)
+    make_strategy(args.strategy, problem, args.seed, **options)  # validate name and options before touching storage
+    name = args.study or f"{args.benchmark.replace('/', '_')}-{args.strategy}-seed{args.seed}"
+    config = {"study": name, "evaluator": evaluator.describe(), "strategy": args.strategy,
+              "strategy_options": options, "seed": args.seed, "objectives": [str(o) for o in objectives],
+              "constraints": [c.text for c in constraints], "space": space.spec()}
+    storage = Storage(args.storage)
+    study = Study.open(storage, name, problem, lambda: make_strategy(args.strategy, problem, args.seed, **options),
+                       evaluator, config)
+    study.optimize(args.budget, batch_size=args.batch_size, progress=not args.no_progress)
+    from .report import load_study
+
+    summary = summarize(*load_study(storage, name))
+    summary["exhausted"] = study.exhausted
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary, args.storage)
+    return 0
+
+
+def _print_summary(s: dict[str, Any], storage: str) -> None:
+    print(f"study {s['study']}: {s['n_complete']} complete, {s['n_failed']} failed, "
+          f"{s['n_infeasible']} infeasible ({s['strategy']}, seed {s['seed']}, {s['evaluator']['name'] if isinstance(s['evaluator'], dict) else s['evaluator']})")
+    if s["best"] is None:
+        print("no feasible architecture yet")
+        return
+    best = s["best"]
+    print(f"best (trial {best['number']}): {json.dumps(best['arch'])}")
+    print("  " + ", ".join(f"{k}={v:.6g}" for k, v in sorted(best["metrics"].items())))
+    if len(s["objectives"]) > 1:
+        print(f"Pareto front: {len(s['pareto'])} architectures")
+        for e in s["pareto"][:10]:
+            print("  " + ", ".join(f"{k}={e['metrics'].get(k.split(':')[0], float('nan')):.6g}" for k in s["objectives"]))
+    if s.get("exhausted"):
+        print("the search space is exhausted: every admissible architecture has been evaluated")
+    print(f"report: archscout report --storage {storage} --study {s['study']}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import load_study, plot, summarize
+    from .study import Storage
+
+    storage = Storage(args.storage)
+    if not args.study:
+        names = storage.study_names()
+        if args.json:
+            print(json.dumps({"studies": names}))
+        else:
+            print("\n".join(names) if names else "no studies")
+        return 0
+    config, trials = load_study(storage, args.study)
+    summary = summarize(config, trials)
+    if args.plot:
+        plot(config, trials, args.plot)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary, args.storage)
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .analysis.compare import compare
+    from .evaluators.base import TabularEvaluator
+    from .strategies.optuna_peer import optuna_available
+
+    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    for n in names:
+        strategy_class(n)  # raises a one-line error for unknown names
+    if "random" not in names:
+        names.append("random")
+    if not args.no_peer and optuna_available() and "optuna-tpe" not in names:
+        names.append("optuna-tpe")
+    evaluator = make_evaluator(args.benchmark)
+    if not isinstance(evaluator, TabularEvaluator):
+        raise ArchscoutError(f"{args.benchmark} is not a tabular benchmark; 'benchmark' needs one")
+    objectives = [str(o) for o in _objectives(evaluator, args.objective)]
+    constraints = [c.text for c in _constraints(evaluator, args.constraint)]
+    summary = compare(args.benchmark, names, args.seeds, args.budget, objectives, constraints,
+                      workers=args.workers, progress=not args.no_progress and not args.json)
+    if args.plot:
+        from .report import plot_comparison
+
+        plot_comparison(summary, args.plot)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{args.benchmark}, {args.budget} queries, {args.seeds} seeds, objectives {', '.join(objectives)}")
+    cps = summary["checkpoints"]
+    if len(objectives) == 1:
+        print(f"{'strategy':<14} {'median rank':>11}  " + "  ".join(f"{'best@' + str(c):>17}" for c in cps))
+        for n, s in summary["strategies"].items():
+            cells = [f"{s['curve_mean'][c - 1]:.4f} ± {s['curve_std'][c - 1]:.4f}" for c in cps]
+            print(f"{n:<14} {s['rank_median']:>11.1f}  " + "  ".join(f"{c:>17}" for c in cells))
+        print("rank = architectures in the benchmark strictly better than the best found (lower is better)")
+    else:
+        print(f"{'strategy':<14} {'median HV gap':>13} {'mean ± std':>17}")
+        for n, s in summary["strategies"].items():
+            print(f"{n:<14} {s['hv_gap_median']:>13.4f} {s['hv_gap_mean']:>8.4f} ± {s['hv_gap_std']:.4f}")
+        print("HV gap = 1 - hypervolume(found) / hypervolume(true front); reference = benchmark medians")
+    return 0
+
+
+def cmd_strategies(_args: argparse.Namespace) -> int:
+    for name, cls in sorted(available_strategies().items()):
+        default = " (default)" if name == DEFAULT_STRATEGY else ""
+        print(f"{name:<14} {cls.summary}{default}")
+    return 0
+
+
+COMMANDS = {"search": cmd_search, "report": cmd_report, "benchmark": cmd_benchmark, "strategies": cmd_strategies}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except ArchscoutError as exc:
+        print(f"archscout: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("archscout: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

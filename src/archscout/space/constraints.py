@@ -1,0 +1,109 @@
+"""Constraint expressions over metrics, e.g. ``latency<=0.004`` or ``para < 2 and latency < 0.005``.
+
+Expressions are parsed with Python's ``ast`` and only a small safe subset is accepted:
+metric names, numbers, arithmetic (+ - * /), comparisons, ``and``/``or``/``not``,
+and the functions ``abs``, ``min``, ``max``. Nothing is ever ``eval``-ed.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConstraintError
+
+_BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_CMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+        ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_FUNCS = {"abs": abs, "min": min, "max": max}
+
+
+class Constraint:
+    """A hard budget over metrics. ``names`` are the metrics it reads."""
+
+    def __init__(self, text: str) -> None:
+        if not isinstance(text, str) or not text.strip():
+            raise ConstraintError("empty constraint expression")
+        self.text = text.strip()
+        try:
+            tree = ast.parse(self.text, mode="eval")
+        except SyntaxError:
+            raise ConstraintError(f"constraint {self.text!r} is not a valid expression") from None
+        self._tree = tree.body
+        self.names: set[str] = set()
+        self._check(self._tree)
+        if not isinstance(self._tree, (ast.Compare, ast.BoolOp)) and not (
+                isinstance(self._tree, ast.UnaryOp) and isinstance(self._tree.op, ast.Not)):
+            raise ConstraintError(f"constraint {self.text!r} must be a comparison such as 'latency<=0.004'")
+        if not self.names:
+            raise ConstraintError(f"constraint {self.text!r} names no metric")
+
+    def _check(self, node: ast.AST) -> None:
+        if isinstance(node, ast.Name):
+            if node.id in _FUNCS:
+                raise ConstraintError(f"constraint {self.text!r}: {node.id} must be called")
+            self.names.add(node.id)
+        elif isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                raise ConstraintError(f"constraint {self.text!r}: only numbers are allowed as constants")
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BIN:
+            self._check(node.left)
+            self._check(node.right)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
+            self._check(node.operand)
+        elif isinstance(node, ast.Compare) and all(type(o) in _CMP for o in node.ops):
+            for n in [node.left, *node.comparators]:
+                self._check(n)
+        elif isinstance(node, ast.BoolOp):
+            for n in node.values:
+                self._check(n)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
+              and not node.keywords and node.args):
+            for n in node.args:
+                self._check(n)
+        else:
+            raise ConstraintError(f"constraint {self.text!r}: unsupported syntax {ast.unparse(node)!r}")
+
+    def can_check(self, metrics: Mapping[str, Any]) -> bool:
+        """True when every metric it reads is present."""
+        return self.names <= set(metrics)
+
+    def __call__(self, metrics: Mapping[str, Any]) -> bool:
+        """True when satisfied. Missing or non-finite metrics count as violations."""
+        try:
+            return bool(self._eval(self._tree, metrics))
+        except (KeyError, ZeroDivisionError, TypeError, ValueError):
+            return False
+
+    def _eval(self, node: ast.AST, m: Mapping[str, Any]) -> Any:
+        if isinstance(node, ast.Name):
+            v = float(m[node.id])
+            if not math.isfinite(v):
+                raise ValueError(node.id)
+            return v
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.BinOp):
+            return _BIN[type(node.op)](self._eval(node.left, m), self._eval(node.right, m))
+        if isinstance(node, ast.UnaryOp):
+            v = self._eval(node.operand, m)
+            return (not v) if isinstance(node.op, ast.Not) else (-v if isinstance(node.op, ast.USub) else v)
+        if isinstance(node, ast.Compare):
+            left = self._eval(node.left, m)
+            for op, right_node in zip(node.ops, node.comparators):
+                right = self._eval(right_node, m)
+                if not _CMP[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.BoolOp):
+            vals = (self._eval(v, m) for v in node.values)
+            return all(vals) if isinstance(node.op, ast.And) else any(vals)
+        if isinstance(node, ast.Call):
+            return _FUNCS[node.func.id](*(self._eval(a, m) for a in node.args))  # type: ignore[attr-defined]
+        raise ValueError(ast.unparse(node))
+
+    def __repr__(self) -> str:
+        return f"Constraint({self.text!r})"

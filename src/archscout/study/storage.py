@@ -1,0 +1,264 @@
+"""Persistent study storage over SQLAlchemy (SQLite by default, PostgreSQL by URL).
+
+Layout: ``archscout_meta`` (schema version), ``studies`` (name, settings, the
+strategy's pickled state) and ``trials`` (one row per architecture; unique per study,
+so no architecture can be stored twice). Every change that must stay consistent with
+the strategy state (new trials + state, a finished trial + state) is one transaction,
+so a process killed at any instant leaves a database that resumes exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from ..errors import StorageError, StudyError
+from ..space import Architecture
+from ..trial import TrialState
+
+SCHEMA_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+metadata = sa.MetaData()
+meta_table = sa.Table(
+    "archscout_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+studies_table = sa.Table(
+    "studies", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("strategy_state", sa.LargeBinary, nullable=True),
+)
+trials_table = sa.Table(
+    "trials", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("arch_key", sa.String(64), nullable=False),
+    sa.Column("arch", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False, default="{}"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("fidelity", sa.Float, nullable=True),
+    sa.UniqueConstraint("study_id", "number", name="uq_trial_number"),
+    sa.UniqueConstraint("study_id", "arch_key", name="uq_trial_arch"),
+)
+
+
+def _json_metrics(metrics: Mapping[str, Any]) -> str:
+    # JSON has no NaN/inf: store them as strings so they round-trip.
+    return json.dumps({k: (v if isinstance(v, (int, float)) and math.isfinite(v) else str(v)) for k, v in metrics.items()})
+
+
+def _parse_metrics(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in json.loads(text).items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+class StoredTrial:
+    """A trial row before its architecture is re-validated against a space."""
+
+    __slots__ = ("number", "key", "arch", "state", "metrics", "error", "started_at", "finished_at", "fidelity")
+
+    def __init__(self, row: Any) -> None:
+        self.number = row.number
+        self.key = row.arch_key
+        self.arch = json.loads(row.arch)
+        self.state = TrialState(row.state)
+        self.metrics = _parse_metrics(row.metrics)
+        self.error = row.error
+        self.started_at, self.finished_at, self.fidelity = row.started_at, row.finished_at, row.fidelity
+
+
+class Storage:
+    """A database of studies, addressed by an SQLAlchemy URL (``sqlite:///runs.db``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+        except SQLAlchemyError:
+            raise StorageError(f"{url!r} is not a database URL (try sqlite:///runs.db)") from None
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self._check_sqlite_file(parsed.database)
+            self.engine = sa.create_engine(url, connect_args={"timeout": 60})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            try:
+                self.engine = sa.create_engine(url, pool_pre_ping=True)
+            except (SQLAlchemyError, ImportError) as exc:
+                raise StorageError(f"cannot use {parsed.render_as_string(hide_password=True)}: {_one_line(exc)}") from None
+        self._prepare()
+
+    # -- opening ------------------------------------------------------------------
+    @staticmethod
+    def _check_sqlite_file(path: str | None) -> None:
+        if not path or path == ":memory:":
+            return
+        if os.path.isdir(path):
+            raise StorageError(f"{path} is a directory, not a database file")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise StorageError(f"cannot create {path}: directory {parent} does not exist")
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            with open(path, "rb") as fh:
+                if fh.read(16) != SQLITE_MAGIC:
+                    raise StorageError(f"{path} is not an SQLite database (refusing to touch it)")
+
+    def _prepare(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                tables = set(sa.inspect(conn).get_table_names())
+                if not tables:
+                    metadata.create_all(conn)
+                    conn.execute(meta_table.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+                    return
+                if "archscout_meta" not in tables:
+                    raise StorageError(f"{self._where()} is not an archscout study database "
+                                       f"(it holds tables {', '.join(sorted(tables)[:3])})")
+                row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+                version = int(row[0]) if row and str(row[0]).isdigit() else None
+                if version is None:
+                    raise StorageError(f"{self._where()} has no readable archscout schema version")
+                if version > SCHEMA_VERSION:
+                    raise StorageError(f"{self._where()} was written by a newer archscout (schema {version}; "
+                                       f"this version reads up to {SCHEMA_VERSION}); upgrade archscout")
+                missing = {"studies", "trials"} - tables
+                if missing:
+                    raise StorageError(f"{self._where()} is damaged: table {sorted(missing)[0]!r} is missing")
+        except StorageError:
+            raise
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise StorageError(f"cannot open {self._where()}: {_one_line(exc)}") from None
+
+    def _where(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    # -- studies ------------------------------------------------------------------
+    def get_study(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        with self._conn() as conn:
+            row = conn.execute(sa.select(studies_table.c.id, studies_table.c.config)
+                               .where(studies_table.c.name == name)).first()
+        return (row.id, json.loads(row.config)) if row else None
+
+    def create_study(self, name: str, config: Mapping[str, Any]) -> int:
+        try:
+            with self._begin() as conn:
+                res = conn.execute(studies_table.insert().values(
+                    name=name, config=json.dumps(config, sort_keys=True), created_at=time.time()))
+                return int(res.inserted_primary_key[0])
+        except IntegrityError:
+            raise StudyError(f"study {name!r} already exists") from None
+
+    def study_names(self) -> list[str]:
+        with self._conn() as conn:
+            return [r[0] for r in conn.execute(sa.select(studies_table.c.name).order_by(studies_table.c.id))]
+
+    def load_state(self, study_id: int) -> bytes | None:
+        with self._conn() as conn:
+            row = conn.execute(sa.select(studies_table.c.strategy_state).where(studies_table.c.id == study_id)).first()
+        return row[0] if row else None
+
+    # -- trials -------------------------------------------------------------------
+    def add_trials(self, study_id: int, archs: Sequence[Architecture], state: bytes | None) -> list[int]:
+        """Insert RUNNING trials for ``archs`` and save the strategy state, atomically."""
+        now = time.time()
+        with self._begin() as conn:
+            top = conn.execute(sa.select(sa.func.max(trials_table.c.number))
+                               .where(trials_table.c.study_id == study_id)).scalar()
+            first = 0 if top is None else int(top) + 1
+            numbers = list(range(first, first + len(archs)))
+            if archs:
+                conn.execute(trials_table.insert(), [
+                    {"study_id": study_id, "number": n, "arch_key": a.key, "arch": a.to_json(),
+                     "state": TrialState.RUNNING.value, "metrics": "{}", "started_at": now}
+                    for n, a in zip(numbers, archs)])
+            if state is not None:
+                self._save_state(conn, study_id, state)
+        return numbers
+
+    def finish_trial(self, study_id: int, number: int, state: TrialState, metrics: Mapping[str, Any],
+                     error: str | None, started_at: float | None, finished_at: float, strategy_state: bytes | None) -> None:
+        """Record a trial's outcome and the strategy state that has learnt from it, atomically."""
+        with self._begin() as conn:
+            conn.execute(trials_table.update()
+                         .where(trials_table.c.study_id == study_id, trials_table.c.number == number)
+                         .values(state=state.value, metrics=_json_metrics(metrics), error=error,
+                                 started_at=started_at, finished_at=finished_at))
+            if strategy_state is not None:
+                self._save_state(conn, study_id, strategy_state)
+
+    def load_trials(self, study_id: int) -> list[StoredTrial]:
+        with self._conn() as conn:
+            rows = conn.execute(sa.select(trials_table).where(trials_table.c.study_id == study_id)
+                                .order_by(trials_table.c.number)).all()
+        return [StoredTrial(r) for r in rows]
+
+    @staticmethod
+    def _save_state(conn: sa.Connection, study_id: int, state: bytes) -> None:
+        conn.execute(studies_table.update().where(studies_table.c.id == study_id).values(strategy_state=state))
+
+    # -- connections ------------------------------------------------------------------
+    def _conn(self) -> Any:
+        return _Guard(self, self.engine.connect())
+
+    def _begin(self) -> Any:
+        return _Guard(self, self.engine.begin())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class _Guard:
+    """Turn driver errors into one-line StorageErrors."""
+
+    def __init__(self, storage: Storage, ctx: Any) -> None:
+        self.storage, self.ctx = storage, ctx
+
+    def __enter__(self) -> Any:
+        try:
+            return self.ctx.__enter__()
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise StorageError(f"database error on {self.storage._where()}: {_one_line(exc)}") from None
+
+    def __exit__(self, *exc: Any) -> bool:
+        try:
+            self.ctx.__exit__(*exc)
+        except (DBAPIError, SQLAlchemyError) as e:
+            raise StorageError(f"database error on {self.storage._where()}: {_one_line(e)}") from None
+        if exc[0] is not None and issubclass(exc[0], IntegrityError):
+            return False
+        if exc[0] is not None and issubclass(exc[0], (DBAPIError, SQLAlchemyError)):
+            raise StorageError(f"database error on {self.storage._where()}: {_one_line(exc[1])}") from None
+        return False
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
