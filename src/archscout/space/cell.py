@@ -163,7 +163,7 @@ class Cell(Param):
                 raise SpaceError(f"{where}: inputs must be a list of integers")
             if self.op_on == "node":
                 op = node.get("op")
-                if op not in self._op_index:
+                if not isinstance(op, str) or op not in self._op_index:
                     raise SpaceError(f"{where}: op {op!r} is not one of {self.ops}")
                 key = tuple(sorted(ins))
                 if key not in self._combo_index[j]:
@@ -174,7 +174,7 @@ class Cell(Param):
                 if not isinstance(ops, Sequence) or isinstance(ops, str) or len(ops) != len(ins):
                     raise SpaceError(f"{where}: ops must be a list with one op per input")
                 for o in ops:
-                    if o not in self._op_index:
+                    if not isinstance(o, str) or o not in self._op_index:
                         raise SpaceError(f"{where}: op {o!r} is not one of {self.ops}")
                 pairs = sorted(zip(ins, ops))
                 key = tuple(i for i, _ in pairs)

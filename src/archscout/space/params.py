@@ -131,7 +131,7 @@ class Group:
             out.update(p.validate(values))
         extra = set(values) - set(out)
         if extra:
-            raise SpaceError(f"unknown or inactive parameter {sorted(extra)[0]!r}{' in ' + where if where else ''}")
+            raise SpaceError(f"unknown or inactive parameter {sorted(map(str, extra))[0]!r}{' in ' + where if where else ''}")
         return out
 
     def canonical(self, values: Mapping[str, Any]) -> dict[str, Any]:

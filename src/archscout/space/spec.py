@@ -105,7 +105,7 @@ def space_from_spec(spec: Any, where: str = "space") -> SearchSpace:
     extra = set(spec) - {"name", "params", "path_length"}
     if extra:
         raise SpaceError(f"{where}: unknown key {sorted(map(str, extra))[0]!r} (expected name, params)")
-    return SearchSpace(_params(_need(spec, "params", where), f"{where}.params"),
+    return SearchSpace(_params(_need(spec, "params", where), f"{where} params"),
                        name=str(spec.get("name", "space")), path_length=int(spec.get("path_length", 3)))
 
 
@@ -113,7 +113,7 @@ def read_structured_file(path: str | Path) -> Any:
     """Parse a YAML or JSON file, with a one-line SpaceError for unreadable input."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise SpaceError(f"{p}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
@@ -123,10 +123,10 @@ def read_structured_file(path: str | Path) -> Any:
             return json.loads(text)
         return yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = " ".join(str(exc).split()) or type(exc).__name__
         raise SpaceError(f"{p}: malformed {'JSON' if p.suffix.lower() == '.json' else 'YAML'} ({first})") from None
 
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read a search space from a YAML or JSON file."""
-    return space_from_spec(read_structured_file(path), str(path))
+    return space_from_spec(read_structured_file(path), f"{path}:")
