@@ -94,7 +94,7 @@ def report(cwd: Path) -> dict:
     return json.loads(proc.stdout)
 
 
-@pytest.mark.parametrize("batch_size,budget,kill_points", [(1, 300, (60, 150, 240)), (4, 120, (30, 70))],
+@pytest.mark.parametrize("batch_size,budget,kill_points", [(1, 300, (60, 150, 240)), (4, 80, (25, 50))],
                          ids=["sequential", "batch4"])
 def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path: Path, batch_size: int, budget: int,
                                                       kill_points: tuple[int, ...]) -> None:

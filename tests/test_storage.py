@@ -60,9 +60,6 @@ def test_foreign_sqlite_database_is_refused(foreign_db: Path) -> None:
     assert tables == {"users"}
 
 
-@pytest.mark.xfail(reason="BUG: Storage registers 'PRAGMA journal_mode=WAL' on connect before checking that the file "
-                          "is an archscout database, so refusing a foreign SQLite file still rewrites its header "
-                          "(bytes 18-19 -> WAL) and leaves -wal/-shm files behind", strict=True)
 def test_foreign_sqlite_database_bytes_are_unchanged(foreign_db: Path) -> None:
     before = digest(foreign_db)
     with pytest.raises(StorageError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import pickle
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -75,9 +76,33 @@ def _open(url: str, name: str, kind: str, seed: int = 0) -> tuple[Study, Storage
     return Study.open(storage, "s", p, lambda: make_strategy(name, p, seed), evaluator(), config), storage
 
 
+_TWENTY: dict[tuple[str, str], Path] = {}
+
+
+@pytest.fixture
+def db20(name: str, kind: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of a SQLite study (seed 0) stopped cleanly after 20 trials
+    (the 20-trial run is done once per strategy and objective setting)."""
+    src = _TWENTY.get((name, kind))
+    if src is None:
+        src = tmp_path_factory.mktemp(f"twenty-{name}-{kind}") / "s.db"
+        study, storage = _open(f"sqlite:///{src}", name, kind)
+        study.optimize(20)
+        storage.dispose()
+        _TWENTY[(name, kind)] = src
+    dst = tmp_path / "s.db"
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{src}{suffix}").exists():
+            shutil.copyfile(f"{src}{suffix}", f"{dst}{suffix}")
+    return dst
+
+
 def _db_rows(path: Path) -> list[tuple[int, str, str]]:
-    with sqlite3.connect(path) as conn:
+    conn = sqlite3.connect(path)
+    try:
         return conn.execute("SELECT number, arch_key, state FROM trials ORDER BY number").fetchall()
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,23 +214,19 @@ def _skip_if_not_exactly_resumable(name: str) -> None:
         pytest.skip(NOT_EXACTLY_RESUMABLE[name])
 
 
-def test_resume_matches_uninterrupted_run(name: str, kind: str, tmp_path: Path) -> None:
+def test_resume_matches_uninterrupted_run(name: str, kind: str, db20: Path) -> None:
     """20 trials, stop, resume to 30, get killed between ask and tell, resume to 40:
     the 40 keys equal an uninterrupted in-memory run with the same seed."""
     _skip_if_not_exactly_resumable(name)
-    db = tmp_path / "s.db"
-    url = f"sqlite:///{db}"
-    study, storage = _open(url, name, kind)
-    study.optimize(20)
-    storage.dispose()
-    del study
+    url = f"sqlite:///{db20}"
     resumed, storage = _open(url, name, kind)
     assert len(resumed.trials) == 20
+    assert keys_of(resumed) == list(reference_keys(name, kind)[:20])
     resumed.optimize(30)
     (pending,) = resumed.ask(1)  # then "killed" before telling
     storage.dispose()
     del resumed
-    assert _db_rows(db)[-1] == (30, pending.arch.key, "running")
+    assert _db_rows(db20)[-1] == (30, pending.arch.key, "running")
     resumed, storage = _open(url, name, kind)
     assert len(resumed.trials) == 30
     resumed.optimize(40)
@@ -213,58 +234,49 @@ def test_resume_matches_uninterrupted_run(name: str, kind: str, tmp_path: Path) 
     reference = list(reference_keys(name, kind)[:40])
     assert resumed.trials[30].arch.key == pending.arch.key  # re-evaluated under its own number
     assert keys_of(resumed) == reference
-    rows = _db_rows(db)
+    rows = _db_rows(db20)
     assert [r[0] for r in rows] == list(range(40))
     assert [r[1] for r in rows] == reference
     assert {r[2] for r in rows} == {"complete"}
 
 
-def test_resume_replays_history_without_a_snapshot(name: str, kind: str, tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    url = f"sqlite:///{db}"
-    study, storage = _open(url, name, kind)
-    study.optimize(20)
-    first = keys_of(study)
-    storage.dispose()
-    with sqlite3.connect(db) as conn:
+def test_resume_replays_history_without_a_snapshot(name: str, kind: str, db20: Path) -> None:
+    url = f"sqlite:///{db20}"
+    first = [r[1] for r in _db_rows(db20)]
+    assert len(first) == 20
+    with sqlite3.connect(db20) as conn:
         conn.execute("UPDATE studies SET strategy_state = NULL")
-    with sqlite3.connect(db) as conn:
+    conn.close()
+    with sqlite3.connect(db20) as conn:
         assert conn.execute("SELECT strategy_state FROM studies").fetchall() == [(None,)]
+    conn.close()
     resumed, storage = _open(url, name, kind)
     resumed.optimize(40)
     storage.dispose()
     keys = keys_of(resumed)
     assert keys[:20] == first
     assert len(keys) == 40 and len(set(keys)) == 40
-    rows = _db_rows(db)
+    rows = _db_rows(db20)
     assert [r[0] for r in rows] == list(range(40))
     assert len({r[1] for r in rows}) == 40
+    assert {r[2] for r in rows} == {"complete"}
 
 
-def test_snapshot_size_stays_small(name: str, kind: str, request: pytest.FixtureRequest) -> None:
+def test_snapshot_size_stays_small(name: str, kind: str) -> None:
     """The strategy state is pickled into the database on every ask and tell; it must not
     carry large caches (other strategies need ~10 KB after 40 trials)."""
-    if name == "bo":
-        request.applymarker(pytest.mark.xfail(
-            reason="BUG: PredictorBO pickles its _features cache (a ~640-float vector for every candidate ever "
-                   "scored, ~15 MB after 40 trials) into every snapshot, so sqlite studies slow down quadratically",
-            strict=True))
     study = run(name, kind, 40)
     assert len(pickle.dumps(study.strategy)) < 500_000
 
 
-def test_resume_of_inexact_strategies_is_still_consistent(name: str, kind: str, tmp_path: Path) -> None:
+def test_resume_of_inexact_strategies_is_still_consistent(name: str, kind: str, db20: Path) -> None:
     """Strategies without exact resume must still continue without repeats or gaps."""
     if name not in NOT_EXACTLY_RESUMABLE:
         pytest.skip("exact resume is checked by test_resume_matches_uninterrupted_run")
-    url = f"sqlite:///{tmp_path}/s.db"
-    study, storage = _open(url, name, kind)
-    study.optimize(20)
-    first = keys_of(study)
-    storage.dispose()
-    resumed, storage = _open(url, name, kind)
+    first = [r[1] for r in _db_rows(db20)]
+    resumed, storage = _open(f"sqlite:///{db20}", name, kind)
     resumed.optimize(40)
     storage.dispose()
     keys = keys_of(resumed)
     assert keys[:20] == first and len(set(keys)) == 40
-    assert [r[0] for r in _db_rows(tmp_path / "s.db")] == list(range(40))
+    assert [r[0] for r in _db_rows(db20)] == list(range(40))

@@ -17,7 +17,8 @@ from . import __version__
 from .errors import ArchscoutError
 from .evaluators import BENCHMARK_HELP, make_evaluator
 from .problem import Objective, Problem, parse_constraints
-from .strategies import DEFAULT_STRATEGY, available_strategies, make_strategy, strategy_class
+from .strategies import (DEFAULT_MO_STRATEGY, DEFAULT_STRATEGY, available_strategies, default_strategy, make_strategy,
+                         strategy_class)
 
 DEFAULT_STORAGE = "sqlite:///archscout.db"
 
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="run (or resume) a search study")
     s.add_argument("--benchmark", default="nasbench-graph:cora", help=BENCHMARK_HELP)
     s.add_argument("--space", help="space file for tabular CSV benchmarks")
-    s.add_argument("--strategy", default=DEFAULT_STRATEGY, help=f"strategy name (default {DEFAULT_STRATEGY}; see 'archscout strategies')")
+    s.add_argument("--strategy", help=f"strategy name (default {DEFAULT_STRATEGY}, or {DEFAULT_MO_STRATEGY} with several "
+                   "objectives; see 'archscout strategies')")
     s.add_argument("--strategy-option", action="append", type=_option, default=[], metavar="NAME=VALUE",
                    help="strategy setting, e.g. population_size=50 (repeatable)")
     s.add_argument("--budget", type=_positive_int, default=100, help="number of trials (default 100)")
@@ -139,13 +141,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     problem = Problem(space, objectives, constraints, cheap_metrics=evaluator.cheap_metrics,
                       admissible=evaluator.contains)
     options = dict(args.strategy_option)
-    make_strategy(args.strategy, problem, args.seed, **options)  # validate name and options before touching storage
-    name = args.study or f"{args.benchmark.replace('/', '_')}-{args.strategy}-seed{args.seed}"
-    config = {"study": name, "evaluator": evaluator.describe(), "strategy": args.strategy,
+    strategy = args.strategy or default_strategy(len(objectives))
+    # Build one strategy first: bad names/options and impossible budgets fail before storage is touched.
+    Study(problem, make_strategy(strategy, problem, args.seed, **options), evaluator).check_constraints_possible()
+    name = args.study or f"{args.benchmark.replace('/', '_')}-{strategy}-seed{args.seed}"
+    config = {"study": name, "evaluator": evaluator.describe(), "strategy": strategy,
               "strategy_options": options, "seed": args.seed, "objectives": [str(o) for o in objectives],
               "constraints": [c.text for c in constraints], "space": space.spec()}
     storage = Storage(args.storage)
-    study = Study.open(storage, name, problem, lambda: make_strategy(args.strategy, problem, args.seed, **options),
+    study = Study.open(storage, name, problem, lambda: make_strategy(strategy, problem, args.seed, **options),
                        evaluator, config)
     study.optimize(args.budget, batch_size=args.batch_size, progress=not args.no_progress)
     from .report import load_study
@@ -181,7 +185,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import load_study, plot, summarize
     from .study import Storage
 
-    storage = Storage(args.storage)
+    storage = Storage(args.storage, create=False)
     if not args.study:
         names = storage.study_names()
         if args.json:
@@ -246,7 +250,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_strategies(_args: argparse.Namespace) -> int:
     for name, cls in sorted(available_strategies().items()):
-        default = " (default)" if name == DEFAULT_STRATEGY else ""
+        default = {DEFAULT_STRATEGY: " (default)", DEFAULT_MO_STRATEGY: " (default with several objectives)"}.get(name, "")
         print(f"{name:<14} {cls.summary}{default}")
     return 0
 

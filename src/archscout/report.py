@@ -53,14 +53,9 @@ def _entry(t: StoredTrial) -> dict[str, Any]:
 
 def plot(config: dict[str, Any], trials: list[StoredTrial], path: str) -> None:
     """Anytime curve (one objective) or Pareto front (two or more; the first two drawn) to PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     objectives = [Objective.parse(o) for o in config.get("objectives", ["valid_perf:max"])]
     done = [t for t in trials if t.state is TrialState.COMPLETE]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = _figure()
     if len(objectives) == 1:
         o = objectives[0]
         xs, ys, best = [], [], -math.inf
@@ -87,24 +82,12 @@ def plot(config: dict[str, Any], trials: list[StoredTrial], path: str) -> None:
         ax.set_xlabel(f"{b.metric} ({'min' if not b.maximize else 'max'})")
         ax.set_ylabel(f"{a.metric} ({'max' if a.maximize else 'min'})")
         ax.set_title(f"{config.get('study')}: Pareto front")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as exc:
-        raise ArchscoutError(f"cannot write plot {path}: {exc}") from None
-    finally:
-        plt.close(fig)
+    _save(fig, ax, path)
 
 
 def plot_comparison(summary: dict[str, Any], path: str) -> None:
     """Mean +- std anytime curves of a ``compare`` summary (single objective) to PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = _figure()
     for name, s in summary["strategies"].items():
         if "curve_mean" not in s:
             continue
@@ -115,7 +98,22 @@ def plot_comparison(summary: dict[str, Any], path: str) -> None:
     ax.set_xlabel("queries")
     ax.set_ylabel(summary["objectives"][0])
     ax.set_title(f"{summary['benchmark']}: mean ± std over {summary['seeds']} seeds")
-    ax.legend(fontsize=8)
+    _save(fig, ax, path)
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6, 4), dpi=120)
+
+
+def _save(fig: Any, ax: Any, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     try:
         fig.savefig(path)

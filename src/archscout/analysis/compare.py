@@ -79,11 +79,13 @@ def _run_star(args: tuple) -> dict[str, Any]:
 
 
 def compare(benchmark: str, strategies: Sequence[str], seeds: int, budget: int, objectives: Sequence[str],
-            constraints: Sequence[str] = (), workers: int = 1, progress: bool = False) -> dict[str, Any]:
-    """Run every strategy for ``seeds`` seeds; summarise curves with mean, std and median."""
+            constraints: Sequence[str] = (), workers: int = 1, progress: bool = False,
+            first_seed: int = 0) -> dict[str, Any]:
+    """Run every strategy for seeds ``first_seed .. first_seed+seeds-1``; summarise the
+    curves with mean, std and median."""
     checkpoints = sorted({max(1, budget // 10), max(1, budget // 4), max(1, budget // 2), budget})
     jobs = [(benchmark, s, seed, budget, list(objectives), list(constraints), checkpoints)
-            for s in strategies for seed in range(seeds)]
+            for s in strategies for seed in range(first_seed, first_seed + seeds)]
     _table(benchmark, tuple(objectives))  # load once before forking
     if workers > 1:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -91,7 +93,7 @@ def compare(benchmark: str, strategies: Sequence[str], seeds: int, budget: int, 
             results = list(_bar(it, len(jobs), progress))
     else:
         results = list(_bar(map(_run_star, jobs), len(jobs), progress))
-    summary: dict[str, Any] = {"benchmark": benchmark, "budget": budget, "seeds": seeds,
+    summary: dict[str, Any] = {"benchmark": benchmark, "budget": budget, "seeds": seeds, "first_seed": first_seed,
                                "objectives": list(objectives), "constraints": list(constraints),
                                "checkpoints": checkpoints, "strategies": {}}
     for s in strategies:

@@ -38,7 +38,18 @@ def _benchmark_hash(cell: Cell, nodes: Sequence[Mapping[str, Any]]) -> int:
     return int(arch.valid_hash())
 
 
-register_equivalence("nasbench-graph", _benchmark_hash)
+def _decode(h: int) -> list[dict[str, Any]]:
+    """The benchmark's representative of hash ``h``: its link-pattern index, then one
+    base-10 digit per op (index into the full op list)."""
+    link = _arch_module().link_list[h // 10_000]
+    return [{"inputs": [lk], "op": OPS[int(d)]} for lk, d in zip(link, f"{h % 10_000:04d}")]
+
+
+def _representative(cell: Cell, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _decode(_benchmark_hash(cell, nodes))
+
+
+register_equivalence("nasbench-graph", _benchmark_hash, _representative)
 
 
 def nasbench_graph_space(dataset: str = "cora") -> SearchSpace:
@@ -108,13 +119,6 @@ class NasBenchGraph(TabularEvaluator):
 
 @lru_cache(maxsize=None)
 def _enumerated(dataset: str) -> tuple[Architecture, ...]:
-    """One architecture per table entry, decoded from the benchmark's hash
-    (link-pattern index, then one base-10 digit per op index in the full op list)."""
-    links = _arch_module().link_list
+    """One architecture per table entry, decoded from the benchmark's hash."""
     space = nasbench_graph_space(dataset)
-    out = []
-    for h in sorted(_load(dataset)):
-        link = links[h // 10_000]
-        digits = f"{h % 10_000:04d}"
-        out.append(space.make({"cell": [{"inputs": [lk], "op": OPS[int(d)]} for lk, d in zip(link, digits)]}))
-    return tuple(out)
+    return tuple(space.make({"cell": _decode(h)}) for h in sorted(_load(dataset)))

@@ -31,9 +31,16 @@ class Architecture:
     __slots__ = ("values", "key", "_genotype")
 
     def __init__(self, values: Mapping[str, Any], key: str, genotype: tuple | None = None) -> None:
-        self.values = freeze(values)
-        self.key = key
-        self._genotype = genotype
+        object.__setattr__(self, "values", freeze(values))
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "_genotype", genotype)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Architecture is immutable")
+
+    def _cache_genotype(self, genotype: tuple) -> None:
+        """Remember the genotype the space derived (a cache, not part of the value)."""
+        object.__setattr__(self, "_genotype", genotype)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -59,4 +66,5 @@ class Architecture:
         return (self.values, self.key, self._genotype)
 
     def __setstate__(self, state: tuple) -> None:
-        self.values, self.key, self._genotype = state
+        for name, value in zip(("values", "key", "_genotype"), state):
+            object.__setattr__(self, name, value)

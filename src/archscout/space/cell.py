@@ -28,16 +28,21 @@ OUTPUT_MODES = ("leaves", "last", "concat")
 # (the default) is the semantic rule below; benchmarks whose published identity differs
 # register their own (e.g. "nasbench-graph", which reproduces that benchmark's hashing).
 Equivalence = Callable[["Cell", Sequence[Mapping[str, Any]]], Any]
-_EQUIVALENCES: dict[str, Equivalence | None] = {"expression": None}
+Representative = Callable[["Cell", list[dict[str, Any]]], list[dict[str, Any]]]
+_EQUIVALENCES: dict[str, tuple[Equivalence | None, Representative | None]] = {"expression": (None, None)}
 _LAZY_EQUIVALENCES = {"nasbench-graph": "archscout.evaluators.nasbench_graph"}
 
 
-def register_equivalence(name: str, fn: Equivalence) -> None:
-    """Make ``fn`` available as ``Cell(..., equivalence=name)``."""
-    _EQUIVALENCES[name] = fn
+def register_equivalence(name: str, fn: Equivalence, representative: Representative | None = None) -> None:
+    """Make ``fn`` available as ``Cell(..., equivalence=name)``.
+
+    ``representative``, when given, rewrites a validated node list into the canonical
+    member of its class, so every architecture is stored and encoded in one form.
+    """
+    _EQUIVALENCES[name] = (fn, representative)
 
 
-def _resolve_equivalence(name: str) -> Equivalence | None:
+def _resolve_equivalence(name: str) -> tuple[Equivalence | None, Representative | None]:
     if name not in _EQUIVALENCES and name in _LAZY_EQUIVALENCES:
         importlib.import_module(_LAZY_EQUIVALENCES[name])
     if name not in _EQUIVALENCES:
@@ -88,7 +93,7 @@ class Cell(Param):
         self.nodes, self.cell_inputs, self.inputs = nodes, cell_inputs, inputs
         self.op_on, self.output, self.allow_degenerate = op_on, output, allow_degenerate
         self.equivalence = equivalence
-        self._equivalence_fn = _resolve_equivalence(equivalence)
+        self._equivalence_fn, self._representative = _resolve_equivalence(equivalence)
         self.identity = {o for o in self.ops if o in set(identity_ops)}
         self.zero = {o for o in self.ops if o in set(zero_ops)}
         # Per node: the allowed sorted input tuples.
@@ -186,6 +191,8 @@ class Cell(Param):
         frag = {self.name: nodes}
         if not self.allow_degenerate and self.is_degenerate(frag):
             raise SpaceError(f"cell {self.name!r} applies no operation between its inputs and output")
+        if self._representative is not None:
+            frag = {self.name: self._representative(self, nodes)}
         return frag
 
     def _describe_inputs(self, j: int) -> str:

@@ -34,9 +34,7 @@ class Constraint:
         self._tree = tree.body
         self.names: set[str] = set()
         self._check(self._tree)
-        if not isinstance(self._tree, (ast.Compare, ast.BoolOp)) and not (
-                isinstance(self._tree, ast.UnaryOp) and isinstance(self._tree.op, ast.Not)):
-            raise ConstraintError(f"constraint {self.text!r} must be a comparison such as 'latency<=0.004'")
+        self._check_logical(self._tree)
         if not self.names:
             raise ConstraintError(f"constraint {self.text!r} names no metric")
 
@@ -65,6 +63,17 @@ class Constraint:
                 self._check(n)
         else:
             raise ConstraintError(f"constraint {self.text!r}: unsupported syntax {ast.unparse(node)!r}")
+
+    def _check_logical(self, node: ast.AST) -> None:
+        """Every operand of and/or/not, and the whole expression, must be a comparison."""
+        if isinstance(node, ast.BoolOp):
+            for n in node.values:
+                self._check_logical(n)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            self._check_logical(node.operand)
+        elif not isinstance(node, ast.Compare):
+            raise ConstraintError(f"constraint {self.text!r}: {ast.unparse(node)!r} is not a comparison "
+                                  "(write e.g. 'latency<=0.004')")
 
     def can_check(self, metrics: Mapping[str, Any]) -> bool:
         """True when every metric it reads is present."""

@@ -10,6 +10,7 @@ entries a parameter writes into its scope).
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -179,8 +180,9 @@ class Choice(Param):
         for opt, params in (sub or {}).items():
             idx = self._index_of(opt, strict=False)
             if idx is None:
-                # YAML keys are strings: accept "3" for the option 3.
-                idx = next((i for i, o in enumerate(self.options) if str(o) == str(opt)), None)
+                # YAML/JSON keys are strings: accept "3" for 3, "true" for True, "null" for None.
+                idx = next((i for i, o in enumerate(self.options)
+                            if str(o) == str(opt) or json.dumps(o) == str(opt)), None)
             if idx is None:
                 raise SpaceError(f"choice {name!r}: sub-space given for unknown option {opt!r}")
             self.sub[idx] = Group(params)
@@ -337,8 +339,10 @@ class FloatRange(Param):
     def _from_unit(self, u: float) -> float:
         u = min(max(float(u), 0.0), 1.0)
         if self.log:
-            return float(round(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))), 12))
-        return float(round(self.low + u * (self.high - self.low), 12))
+            v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        else:
+            v = self.low + u * (self.high - self.low)
+        return min(max(float(f"{v:.12g}"), self.low), self.high)
 
     def _to_unit(self, v: float) -> float:
         if self.log:

@@ -13,7 +13,7 @@ from .cell import Cell
 from .params import Dim, Group, Param
 
 Predicate = Callable[[Mapping[str, Any]], bool]
-ENCODINGS = ("onehot", "adjacency", "path")
+ENCODINGS = ("onehot", "adjacency", "path", "stats")
 MAX_SAMPLE_TRIES = 2000
 
 
@@ -67,7 +67,7 @@ class SearchSpace:
 
     def genotype(self, arch: Architecture) -> tuple:
         if arch._genotype is None:
-            arch._genotype = tuple(self.group.encode(arch.values))
+            arch._cache_genotype(tuple(self.group.encode(arch.values)))
         return arch._genotype
 
     def active_positions(self, arch: Architecture) -> list[int]:
@@ -103,6 +103,13 @@ class SearchSpace:
             return [v for v in (current - 1, current + 1) if 0 <= v < d.n]
         return [v for v in range(d.n) if v != current]
 
+    def _filled_genotype(self, arch: Architecture, rng: np.random.Generator) -> tuple[list[Any], list[int]]:
+        """The genotype with inactive decisions redrawn at random, and the active positions."""
+        active = self.active_positions(arch)
+        filler = self._random_genotype(rng)
+        act = set(active)
+        return [b if p in act else filler[p] for p, b in enumerate(self.genotype(arch))], active
+
     def neighbours(self, arch: Architecture, rng: np.random.Generator | None = None) -> list[Architecture]:
         """All architectures one edit away: one active decision changed.
 
@@ -110,13 +117,7 @@ class SearchSpace:
         sub-parameters) take random values from ``rng`` (seed 0 when not given).
         """
         rng = rng if rng is not None else np.random.default_rng(0)
-        base = list(self.genotype(arch))
-        active = self.active_positions(arch)
-        filler = self._random_genotype(rng)
-        act = set(active)
-        for p in range(len(base)):
-            if p not in act:
-                base[p] = filler[p]
+        base, active = self._filled_genotype(arch, rng)
         out: dict[str, Architecture] = {}
         for p in active:
             for alt in self._alternatives(p, base[p]):
@@ -127,20 +128,20 @@ class SearchSpace:
                     out[cand.key] = cand
         return list(out.values())
 
-    def mutate(self, arch: Architecture, rng: np.random.Generator, tries: int = 100) -> Architecture:
-        """A random one-edit neighbour (falls back to a fresh sample if none is valid)."""
-        base = list(self.genotype(arch))
-        active = self.active_positions(arch)
-        filler = self._random_genotype(rng)
-        act = set(active)
-        base = [b if p in act else filler[p] for p, b in enumerate(base)]
+    def mutate(self, arch: Architecture, rng: np.random.Generator, rate: float = 0.0,
+               tries: int = 100) -> Architecture:
+        """A random edit: one active decision changed, plus each other active decision with
+        probability ``rate`` (0 gives a one-edit neighbour). Falls back to a fresh sample
+        if no valid, different architecture is found in ``tries`` attempts."""
+        base, active = self._filled_genotype(arch, rng)
         for _ in range(tries):
-            p = active[int(rng.integers(len(active)))]
-            alts = self._alternatives(p, base[p])
-            if not alts:
-                continue
+            forced = active[int(rng.integers(len(active)))]
             g = list(base)
-            g[p] = alts[int(rng.integers(len(alts)))]
+            for p in active:
+                if p == forced or (rate > 0 and rng.random() < rate):
+                    alts = self._alternatives(p, base[p])
+                    if alts:
+                        g[p] = alts[int(rng.integers(len(alts)))]
             cand = self.from_genotype(g)
             if cand is not None and cand.key != arch.key:
                 return cand
@@ -183,6 +184,9 @@ class SearchSpace:
         ``adjacency``: as onehot, but each top-level cell as its adjacency matrix plus
         op one-hots. ``path``: each top-level cell as counts of input-to-output op
         sequences up to ``path_length`` ops (BANANAS), invariant to equivalent encodings.
+        ``stats``: as onehot, plus for each top-level cell its op counts, the count of each
+        op at each depth from the output along input-to-output paths, the number of such
+        paths and their length histogram (compact, invariant summaries for predictors).
         """
         if kind not in ENCODINGS:
             raise SpaceError(f"unknown encoding {kind!r}; choose from {', '.join(ENCODINGS)}")
@@ -190,10 +194,12 @@ class SearchSpace:
         active = set(self.active_positions(arch))
         parts: list[np.ndarray] = []
         for p, sl in self._slices:
-            if kind != "onehot" and isinstance(p, Cell):
+            if kind in ("adjacency", "path") and isinstance(p, Cell):
                 parts.append(self._cell_adjacency(p, arch.values) if kind == "adjacency" else self._cell_paths(p, arch.values))
                 continue
             parts.append(self._onehot(range(sl.start, sl.stop), g, active))
+            if kind == "stats" and isinstance(p, Cell):
+                parts.append(self._cell_stats(p, arch.values))
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def _onehot(self, positions: range, g: Sequence[Any], active: set[int]) -> np.ndarray:
@@ -227,6 +233,23 @@ class SearchSpace:
                 adj[i, j] = 1.0
                 edge_ops[i, j, op_idx[o]] = 1.0
         return np.concatenate([adj.ravel(), edge_ops.ravel()])
+
+    @staticmethod
+    def _cell_stats(cell: Cell, values: Mapping[str, Any]) -> np.ndarray:
+        op_idx = {o: i for i, o in enumerate(cell.ops)}
+        n_ops = len(cell.ops)
+        counts = np.zeros(n_ops)
+        for node in values[cell.name]:
+            for o in ([node["op"]] if cell.op_on == "node" else node["ops"]):
+                counts[op_idx[o]] += 1.0
+        depth = np.zeros((cell.nodes, n_ops))
+        lengths = np.zeros(cell.nodes + 1)
+        paths = set(cell.paths(values))
+        for path in paths:
+            lengths[min(len(path), cell.nodes)] += 1.0
+            for d, o in enumerate(reversed(path)):
+                depth[min(d, cell.nodes - 1), op_idx[o]] += 1.0
+        return np.concatenate([counts, depth.ravel(), [float(len(paths))], lengths])
 
     def _cell_paths(self, cell: Cell, values: Mapping[str, Any]) -> np.ndarray:
         vocab = self._path_vocab.get(cell.name)

@@ -96,6 +96,11 @@ def param_from_spec(spec: Any, where: str = "param") -> Param:
         return Cell(name, **options)
     except TypeError as exc:  # wrong value types deep inside a constructor
         raise SpaceError(f"{where}: {exc}") from None
+    except SpaceError as exc:
+        text = str(exc)
+        if text.startswith(where.split(" (")[0]):
+            raise
+        raise SpaceError(f"{where}: {text}") from None
 
 
 def space_from_spec(spec: Any, where: str = "space") -> SearchSpace:
@@ -105,7 +110,8 @@ def space_from_spec(spec: Any, where: str = "space") -> SearchSpace:
     extra = set(spec) - {"name", "params", "path_length"}
     if extra:
         raise SpaceError(f"{where}: unknown key {sorted(map(str, extra))[0]!r} (expected name, params)")
-    return SearchSpace(_params(_need(spec, "params", where), f"{where} params"),
+    prefix = f"{where} params" if where.endswith(":") else f"{where}.params"
+    return SearchSpace(_params(_need(spec, "params", where), prefix),
                        name=str(spec.get("name", "space")), path_length=int(spec.get("path_length", 3)))
 
 

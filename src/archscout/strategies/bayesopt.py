@@ -1,47 +1,189 @@
-"""Predictor-guided Bayesian optimisation (BANANAS / Neural Predictor style)."""
+"""Predictor-guided Bayesian optimisation (BANANAS / Neural Predictor / GBDT-NAS family).
+
+Each step fits a Gaussian process to the encodings of the finished architectures and
+proposes the candidate with the highest acquisition value. Candidates are every
+one-edit neighbour of the best ``top_k`` architectures found so far plus ``n_random``
+random samples (BANANAS' "mutation" acquisition optimiser, widened with random
+samples so the search can jump between basins). Pending trials (asked, not yet told)
+are treated as observed at the GP's predicted mean ("kriging believer"), so batch and
+asynchronous asks spread out instead of repeating one proposal.
+
+With several objectives each one gets its own GP and the acquisition is ParEGO's
+random augmented-Chebyshev scalarisation of the predicted objectives, redrawn every
+step.
+"""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from scipy.stats import norm
+from threadpoolctl import threadpool_limits
 
 from ..problem import Problem
 from ..space import Architecture
 from ..trial import Trial, TrialState
 from .base import Strategy
+from .gp import GaussianProcess
+
+ENCODINGS = ("stats",)  # genotype one-hot + cell summaries (see SearchSpace.encode)
 
 
 class PredictorBO(Strategy):
+    """GP-based BO over architecture encodings.
+
+    Options: ``initial`` random architectures before the model is used; ``top_k``
+    incumbents whose neighbourhoods are scored; ``n_random`` random candidates per step;
+    ``acquisition`` ``"ei"`` (expected improvement), ``"ucb"`` (mean + 2 sd) or
+    ``"mean"``; ``max_train`` caps the GP's training set (best half plus most recent half)
+    to bound the O(n^3) fit; ``retune_every`` steps between hyperparameter searches.
+    """
+
     name = "bo"
-    summary = "predictor-guided Bayesian optimisation over architecture encodings"
+    summary = "predictor-guided Bayesian optimisation: GP over encodings, EI over mutations + samples"
     multi_objective = True
 
-    def __init__(self, problem: Problem, seed: int = 0, initial: int = 10, pool: int = 500) -> None:
+    def __init__(self, problem: Problem, seed: int = 0, initial: int = 10, top_k: int = 10, n_random: int = 2000,
+                 acquisition: str = "ei", max_train: int = 300, retune_every: int = 10,
+                 encodings: tuple[str, ...] = ENCODINGS, noisy_ei: bool = False, pool_size: int = 20000,
+                 cost_features: bool = False) -> None:
         super().__init__(problem, seed)
-        self.initial, self.pool = initial, pool
+        if acquisition not in ("ei", "ucb", "mean"):
+            raise ValueError(f"acquisition must be 'ei', 'ucb' or 'mean', not {acquisition!r}")
+        self.initial, self.top_k, self.n_random = initial, top_k, n_random
+        self.acquisition, self.max_train, self.retune_every = acquisition, max_train, retune_every
+        self.encodings, self.noisy_ei, self.pool_size = tuple(encodings), noisy_ei, pool_size
+        self.cost_features = cost_features
+        self._pool: list[Architecture] | None = None
+        self._neighbourhoods: dict[str, list[Architecture]] = {}
+        self._hyper: list[tuple[float, float] | None] = [None] * len(problem.objectives)
+        self._fits = 0
         self._features: dict[str, np.ndarray] = {}
 
-    def _feat(self, arch: Architecture) -> np.ndarray:
+    # -- features ---------------------------------------------------------------------
+    def _feature(self, arch: Architecture) -> np.ndarray:
         f = self._features.get(arch.key)
         if f is None:
-            f = np.concatenate([self.space.encode(arch, "onehot"), self.space.encode(arch, "path")])
+            parts = [self.space.encode(arch, kind) for kind in self.encodings]
+            if self.cost_features and self.problem.cheap_metrics is not None:
+                # Costs known before evaluation (latency, parameters) as log features.
+                cheap = self.problem.cheap_metrics(arch)
+                parts.append(np.log(np.maximum([float(cheap[k]) for k in sorted(cheap)], 1e-12)))
+            f = np.concatenate(parts)
             self._features[arch.key] = f
         return f
 
+    def _matrix(self, archs: list[Architecture]) -> np.ndarray:
+        return np.array([self._feature(a) for a in archs])
+
+    # -- proposal -------------------------------------------------------------------------
     def _propose(self) -> Architecture | None:
         done = [t for t in self.trials if t.state is TrialState.COMPLETE]
         if len(done) < self.initial:
             return self.space.sample(self.rng)
-        X = np.array([self._feat(t.arch) for t in done])
-        y = np.array([self.fitness(t) for t in done])
-        top = sorted(done, key=self.fitness, reverse=True)[:10]
-        cands = [self.space.mutate(t.arch, self.rng) for t in top for _ in range(20)]
-        cands += [self.space.sample(self.rng) for _ in range(100)]
-        cands = [c for c in cands if self.is_new(c)]
-        if not cands:
-            return None
-        C = np.array([self._feat(c) for c in cands])
-        lam = 1.0
-        w = np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ (y - y.mean()))
-        return cands[int(np.argmax(C @ w))]
+        # Small dense algebra: one BLAS thread is much faster than many contending ones.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._propose_with_model(done)
 
-    def _observe(self, trial: Trial) -> None:
-        pass
+    def _propose_with_model(self, done: list[Trial]) -> Architecture | None:
+        candidates = self._candidates(done)
+        if not candidates:
+            return None
+        train = self._training_set(done)
+        x_train = self._matrix([t.arch for t in train])
+        x_pending = self._matrix(self.pending) if self._pending else None
+        x_cand = self._matrix(candidates)
+        objectives = self.problem.objectives
+        retune = self._fits % self.retune_every == 0
+        self._fits += 1
+        means, sds = [], []
+        for j, obj in enumerate(objectives):
+            y = np.array([obj.score(t.metrics) for t in train])
+            gp = GaussianProcess().fit(x_train, y, None if retune else self._hyper[j])
+            self._hyper[j] = gp.hyper
+            if x_pending is not None:  # kriging believer: pending trials at their predicted mean
+                believed, _ = gp.predict(x_pending)
+                gp = GaussianProcess().fit(np.vstack([x_train, x_pending]), np.concatenate([y, believed]), gp.hyper)
+            mu, sd = gp.predict(x_cand, observation=self.noisy_ei)
+            means.append(mu)
+            sds.append(sd)
+        if len(objectives) == 1:
+            best = max(obj.score(t.metrics) for t in done for obj in objectives[:1])
+            score = self._acquire(means[0], sds[0], best)
+        else:
+            score = self._parego(np.array(means), np.array(sds), done)
+        top = np.flatnonzero(score >= score.max() - 1e-12)
+        return candidates[int(top[self.rng.integers(len(top))])]
+
+    def _acquire(self, mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
+        if self.acquisition == "mean":
+            return mu
+        if self.acquisition == "ucb":
+            return mu + 2.0 * sd
+        z = (mu - best) / sd
+        return (mu - best) * norm.cdf(z) + sd * norm.pdf(z)
+
+    def _parego(self, mu: np.ndarray, sd: np.ndarray, done: list[Trial]) -> np.ndarray:
+        """Expected improvement of a random augmented-Chebyshev scalarisation (Knowles 2006)."""
+        observed = np.array([self.problem.scores(t.metrics) for t in done]).T  # (m, n)
+        lo, hi = observed.min(axis=1, keepdims=True), observed.max(axis=1, keepdims=True)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        w = self.rng.dirichlet(np.ones(len(mu)))[:, None]
+
+        def scalar(v: np.ndarray) -> np.ndarray:
+            u = (v - lo) / span
+            return (w * u).min(axis=0) + 0.05 * (w * u).sum(axis=0)
+
+        best = float(scalar(observed).max())
+        mean = scalar(mu)
+        # Propagate uncertainty by the weighted sd of the objectives (a first-order estimate).
+        spread = np.sqrt(((w * sd / span) ** 2).sum(axis=0)) + 1e-12
+        z = (mean - best) / spread
+        return (mean - best) * norm.cdf(z) + spread * norm.pdf(z)
+
+    def _candidates(self, done: list[Trial]) -> list[Architecture]:
+        ranked = sorted(done, key=self.fitness, reverse=True)[: self.top_k]
+        pool: dict[str, Architecture] = {}
+        for t in ranked:
+            for a in self._neighbours(t.arch):
+                pool.setdefault(a.key, a)
+        random_pool = self._random_pool()
+        for i in self.rng.choice(len(random_pool), size=min(self.n_random, len(random_pool)), replace=False):
+            a = random_pool[int(i)]
+            pool.setdefault(a.key, a)
+        return [a for a in pool.values() if self.admissible(a)]
+
+    # Caches below are rebuilt identically after a resume: each uses its own RNG derived
+    # from the seed (and the architecture), never the strategy's main generator.
+    def _random_pool(self) -> list[Architecture]:
+        """``pool_size`` random architectures, drawn once; each step scores a subset."""
+        if self._pool is None:
+            rng = np.random.default_rng([self.seed, 0x9001])
+            pool: dict[str, Architecture] = {}
+            for _ in range(self.pool_size):
+                a = self.space.sample(rng)
+                pool.setdefault(a.key, a)
+            self._pool = list(pool.values())
+        return self._pool
+
+    def _neighbours(self, arch: Architecture) -> list[Architecture]:
+        hood = self._neighbourhoods.get(arch.key)
+        if hood is None:
+            rng = np.random.default_rng([self.seed, int(arch.key[:12], 16)])
+            hood = self._neighbourhoods[arch.key] = self.space.neighbours(arch, rng)
+        return hood
+
+    def _training_set(self, done: list[Trial]) -> list[Trial]:
+        if len(done) <= self.max_train:
+            return done
+        half = self.max_train // 2
+        best = sorted(done, key=self.fitness, reverse=True)[:half]
+        keys = {t.arch.key for t in best}
+        recent = [t for t in reversed(done) if t.arch.key not in keys][: self.max_train - half]
+        return best + recent
+
+    # -- persistence ---------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.update(_features={}, _pool=None, _neighbourhoods={})  # caches, rebuilt on demand
+        return state

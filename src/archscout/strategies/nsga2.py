@@ -13,18 +13,21 @@ from .base import Strategy
 
 class NSGA2(Strategy):
     """Parents by binary tournament on (rank, crowding); child by uniform crossover
-    (probability ``crossover_prob``) followed by a one-edit mutation. Infeasible and
-    failed trials never enter the population.
+    (probability ``crossover_prob``) followed by a mutation that changes one decision
+    plus each other with probability ``mutation_rate``. Infeasible and failed trials
+    never enter the population.
     """
 
     name = "nsga2"
     summary = "NSGA-II multi-objective evolution: non-dominated sorting + crowding distance"
     multi_objective = True
 
-    def __init__(self, problem: Problem, seed: int = 0, population_size: int = 24, crossover_prob: float = 0.9) -> None:
+    def __init__(self, problem: Problem, seed: int = 0, population_size: int = 20, crossover_prob: float = 0.9,
+                 mutation_rate: float = 0.05) -> None:
         super().__init__(problem, seed)
         self.population_size = population_size
         self.crossover_prob = crossover_prob
+        self.mutation_rate = mutation_rate
         self.population: list[Trial] = []
         self._rank = np.zeros(0)
         self._crowd = np.zeros(0)
@@ -36,7 +39,7 @@ class NSGA2(Strategy):
         child = p1.arch
         if self.rng.random() < self.crossover_prob and p1.arch.key != p2.arch.key:
             child = self.space.crossover(p1.arch, p2.arch, self.rng)
-        return self.space.mutate(child, self.rng)
+        return self.space.mutate(child, self.rng, rate=self.mutation_rate)
 
     def _tournament(self) -> Trial:
         i, j = (int(x) for x in self.rng.integers(len(self.population), size=2))

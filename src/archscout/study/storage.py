@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.request import pathname2url
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -90,7 +92,12 @@ class StoredTrial:
 class Storage:
     """A database of studies, addressed by an SQLAlchemy URL (``sqlite:///runs.db``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
+        """Open (and with ``create``, initialise when empty) the database at ``url``.
+
+        A file or database that is not an archscout store is refused before anything
+        is written to it.
+        """
         self.url = url
         try:
             parsed = sa.engine.make_url(url)
@@ -98,7 +105,7 @@ class Storage:
             raise StorageError(f"{url!r} is not a database URL (try sqlite:///runs.db)") from None
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            self._check_sqlite_file(parsed.database)
+            self._check_sqlite_file(parsed.database, create)
             self.engine = sa.create_engine(url, connect_args={"timeout": 60})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -106,11 +113,12 @@ class Storage:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
             except (SQLAlchemyError, ImportError) as exc:
                 raise StorageError(f"cannot use {parsed.render_as_string(hide_password=True)}: {_one_line(exc)}") from None
-        self._prepare()
+        self._prepare(create)
 
     # -- opening ------------------------------------------------------------------
     @staticmethod
-    def _check_sqlite_file(path: str | None) -> None:
+    def _check_sqlite_file(path: str | None, create: bool) -> None:
+        """Refuse foreign, corrupt or newer files through a read-only look, before any write."""
         if not path or path == ":memory:":
             return
         if os.path.isdir(path):
@@ -118,35 +126,47 @@ class Storage:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise StorageError(f"cannot create {path}: directory {parent} does not exist")
-        if os.path.exists(path) and os.path.getsize(path) > 0:
-            with open(path, "rb") as fh:
-                if fh.read(16) != SQLITE_MAGIC:
-                    raise StorageError(f"{path} is not an SQLite database (refusing to touch it)")
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            if not create:
+                raise StorageError(f"no archscout database at {path}")
+            return
+        with open(path, "rb") as fh:
+            if fh.read(16) != SQLITE_MAGIC:
+                raise StorageError(f"{path} is not an SQLite database (refusing to touch it)")
+        try:
+            conn = sqlite3.connect(f"file:{pathname2url(os.path.abspath(path))}?mode=ro", uri=True)
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                version = None
+                if "archscout_meta" in tables:
+                    row = conn.execute("SELECT value FROM archscout_meta WHERE key='schema_version'").fetchone()
+                    version = row[0] if row else None
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{path} is not a readable SQLite database ({exc})") from None
+        _check_tables(path, tables, version)
 
-    def _prepare(self) -> None:
+    def _prepare(self, create: bool) -> None:
         try:
             with self.engine.begin() as conn:
                 tables = set(sa.inspect(conn).get_table_names())
                 if not tables:
+                    if not create:
+                        raise StorageError(f"{self._where()} holds no archscout studies")
                     metadata.create_all(conn)
                     conn.execute(meta_table.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
                     return
-                if "archscout_meta" not in tables:
-                    raise StorageError(f"{self._where()} is not an archscout study database "
-                                       f"(it holds tables {', '.join(sorted(tables)[:3])})")
-                row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
-                version = int(row[0]) if row and str(row[0]).isdigit() else None
-                if version is None:
-                    raise StorageError(f"{self._where()} has no readable archscout schema version")
-                if version > SCHEMA_VERSION:
-                    raise StorageError(f"{self._where()} was written by a newer archscout (schema {version}; "
-                                       f"this version reads up to {SCHEMA_VERSION}); upgrade archscout")
-                missing = {"studies", "trials"} - tables
-                if missing:
-                    raise StorageError(f"{self._where()} is damaged: table {sorted(missing)[0]!r} is missing")
+                version = None
+                if "archscout_meta" in tables:
+                    version = conn.execute(sa.select(meta_table.c.value)
+                                           .where(meta_table.c.key == "schema_version")).scalar()
+                _check_tables(self._where(), tables, version)
         except StorageError:
+            self.engine.dispose()
             raise
         except (DBAPIError, SQLAlchemyError) as exc:
+            self.engine.dispose()
             raise StorageError(f"cannot open {self._where()}: {_one_line(exc)}") from None
 
     def _where(self) -> str:
@@ -249,6 +269,22 @@ class _Guard:
         if exc[0] is not None and issubclass(exc[0], (DBAPIError, SQLAlchemyError)):
             raise StorageError(f"database error on {self.storage._where()}: {_one_line(exc[1])}") from None
         return False
+
+
+def _check_tables(where: str, tables: set[str], version: Any) -> None:
+    """Accept an empty database or an archscout one of a schema this version reads."""
+    if not tables:
+        return
+    if "archscout_meta" not in tables:
+        raise StorageError(f"{where} is not an archscout study database (it holds tables {', '.join(sorted(tables)[:3])})")
+    if version is None or not str(version).isdigit():
+        raise StorageError(f"{where} has no readable archscout schema version")
+    if int(version) > SCHEMA_VERSION:
+        raise StorageError(f"{where} was written by a newer archscout (schema {version}; "
+                           f"this version reads up to {SCHEMA_VERSION}); upgrade archscout")
+    missing = {"studies", "trials"} - tables
+    if missing:
+        raise StorageError(f"{where} is damaged: table {sorted(missing)[0]!r} is missing")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -210,11 +210,13 @@ class Study:
         cons = self.problem.constraints
         if not cons or not isinstance(self.evaluator, TabularEvaluator) or self.trials:
             return
-        for _arch, metrics in self.evaluator.entries():
-            if all(c(metrics) for c in cons):
-                return
-        raise ConstraintError(f"no architecture in {self.evaluator.name} satisfies "
-                              f"{' and '.join(c.text for c in cons)}")
+        texts = tuple(c.text for c in cons)
+        checked = self.evaluator.__dict__.setdefault("_possible_constraints", set())
+        if texts in checked:
+            return
+        if not any(all(c(metrics) for c in cons) for _arch, metrics in self.evaluator.entries()):
+            raise ConstraintError(f"no architecture in {self.evaluator.name} satisfies {' and '.join(texts)}")
+        checked.add(texts)
 
     # -- results ----------------------------------------------------------------------------
     def complete_trials(self) -> list[Trial]:
