@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -17,8 +18,7 @@ from . import __version__
 from .errors import ArchscoutError
 from .evaluators import BENCHMARK_HELP, make_evaluator
 from .problem import Objective, Problem, parse_constraints
-from .strategies import (DEFAULT_MO_STRATEGY, DEFAULT_STRATEGY, available_strategies, default_strategy, make_strategy,
-                         strategy_class)
+from .strategies import DEFAULT_STRATEGY, available_strategies, make_strategy, strategy_class
 
 DEFAULT_STORAGE = "sqlite:///archscout.db"
 
@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="run (or resume) a search study")
     s.add_argument("--benchmark", default="nasbench-graph:cora", help=BENCHMARK_HELP)
     s.add_argument("--space", help="space file for tabular CSV benchmarks")
-    s.add_argument("--strategy", help=f"strategy name (default {DEFAULT_STRATEGY}, or {DEFAULT_MO_STRATEGY} with several "
-                   "objectives; see 'archscout strategies')")
+    s.add_argument("--strategy", default=DEFAULT_STRATEGY,
+                   help=f"strategy name (default {DEFAULT_STRATEGY}; see 'archscout strategies')")
     s.add_argument("--strategy-option", action="append", type=_option, default=[], metavar="NAME=VALUE",
                    help="strategy setting, e.g. population_size=50 (repeatable)")
     s.add_argument("--budget", type=_positive_int, default=100, help="number of trials (default 100)")
@@ -141,7 +141,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     problem = Problem(space, objectives, constraints, cheap_metrics=evaluator.cheap_metrics,
                       admissible=evaluator.contains)
     options = dict(args.strategy_option)
-    strategy = args.strategy or default_strategy(len(objectives))
+    strategy = args.strategy
     # Build one strategy first: bad names/options and impossible budgets fail before storage is touched.
     Study(problem, make_strategy(strategy, problem, args.seed, **options), evaluator).check_constraints_possible()
     name = args.study or f"{args.benchmark.replace('/', '_')}-{strategy}-seed{args.seed}"
@@ -250,7 +250,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_strategies(_args: argparse.Namespace) -> int:
     for name, cls in sorted(available_strategies().items()):
-        default = {DEFAULT_STRATEGY: " (default)", DEFAULT_MO_STRATEGY: " (default with several objectives)"}.get(name, "")
+        default = " (default)" if name == DEFAULT_STRATEGY else ""
         print(f"{name:<14} {cls.summary}{default}")
     return 0
 
@@ -272,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archscout: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

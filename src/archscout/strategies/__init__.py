@@ -17,13 +17,8 @@ from .reinforce import Reinforce
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (PredictorBO, RegularizedEvolution, LocalSearch, Reinforce, NSGA2, RandomSearch, OptunaTPE)
 }
-DEFAULT_STRATEGY = PredictorBO.name            # best single-objective result (benchmarks/search_quality.py)
-DEFAULT_MO_STRATEGY = NSGA2.name               # best multi-objective result (benchmarks/multi_objective.py)
-
-
-def default_strategy(n_objectives: int = 1) -> str:
-    """The strategy used when none is named: chosen by our benchmarks per problem kind."""
-    return DEFAULT_STRATEGY if n_objectives <= 1 else DEFAULT_MO_STRATEGY
+# Best in benchmarks/search_quality.py and, by its worst dataset, benchmarks/multi_objective.py.
+DEFAULT_STRATEGY = PredictorBO.name
 
 
 def available_strategies() -> dict[str, type[Strategy]]:
@@ -49,4 +44,4 @@ def make_strategy(name: str, problem: Problem, seed: int = 0, **options: Any) ->
         raise UnknownNameError(f"strategy {name!r}: bad option ({exc})") from None
 
 
-__all__ = ["DEFAULT_MO_STRATEGY", "DEFAULT_STRATEGY", "default_strategy", "STRATEGIES", "Strategy", "available_strategies", "make_strategy", "strategy_class"]
+__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "Strategy", "available_strategies", "make_strategy", "strategy_class"]

@@ -3,8 +3,10 @@
 Each step fits a Gaussian process to the encodings of the finished architectures and
 proposes the candidate with the highest acquisition value. Candidates are every
 one-edit neighbour of the best ``top_k`` architectures found so far plus ``n_random``
-random samples (BANANAS' "mutation" acquisition optimiser, widened with random
-samples so the search can jump between basins). Pending trials (asked, not yet told)
+architectures drawn from a fixed pool of random samples (BANANAS' "mutation"
+acquisition optimiser, widened with random samples so the search can jump between
+basins; the pool is sampled once so a step costs milliseconds, not a fresh sampling
+pass). Pending trials (asked, not yet told)
 are treated as observed at the GP's predicted mean ("kriging believer"), so batch and
 asynchronous asks spread out instead of repeating one proposal.
 
@@ -35,8 +37,12 @@ class PredictorBO(Strategy):
     Options: ``initial`` random architectures before the model is used; ``top_k``
     incumbents whose neighbourhoods are scored; ``n_random`` random candidates per step;
     ``acquisition`` ``"ei"`` (expected improvement), ``"ucb"`` (mean + 2 sd) or
-    ``"mean"``; ``max_train`` caps the GP's training set (best half plus most recent half)
-    to bound the O(n^3) fit; ``retune_every`` steps between hyperparameter searches.
+    ``"mean"``; ``noisy_ei`` scores EI on a new noisy observation instead of the latent
+    value; ``max_train`` caps the GP's training set (best half plus most recent half) to
+    bound the O(n^3) fit; ``retune_every`` steps between hyperparameter searches;
+    ``encodings`` the space encodings concatenated into features; ``pool_size`` the
+    random pool; ``cost_features`` adds the log of metrics known before evaluation
+    (latency, parameters) to the features (did not help on NAS-Bench-Graph).
     """
 
     name = "bo"
@@ -45,7 +51,7 @@ class PredictorBO(Strategy):
 
     def __init__(self, problem: Problem, seed: int = 0, initial: int = 10, top_k: int = 10, n_random: int = 2000,
                  acquisition: str = "ei", max_train: int = 300, retune_every: int = 10,
-                 encodings: tuple[str, ...] = ENCODINGS, noisy_ei: bool = False, pool_size: int = 20000,
+                 encodings: tuple[str, ...] = ENCODINGS, noisy_ei: bool = True, pool_size: int = 20000,
                  cost_features: bool = False) -> None:
         super().__init__(problem, seed)
         if acquisition not in ("ei", "ucb", "mean"):
