@@ -50,10 +50,14 @@ class Strategy(ABC):
             arch = self._next()
             if arch is None:
                 break
-            self._seen.add(arch.key)
-            self._pending[arch.key] = arch
+            self.mark_pending(arch)
             out.append(arch)
         return out
+
+    def mark_pending(self, arch: Architecture) -> None:
+        """Record ``arch`` as asked and running (also used when resuming a study)."""
+        self._seen.add(arch.key)
+        self._pending[arch.key] = arch
 
     def tell(self, trial: Trial) -> None:
         """Record a finished trial (from this strategy's ask, another worker, or a user)."""

@@ -114,7 +114,7 @@ class PredictorBO(Strategy):
             means.append(mu)
             sds.append(sd)
         if len(objectives) == 1:
-            best = max(obj.score(t.metrics) for t in done for obj in objectives[:1])
+            best = max(objectives[0].score(t.metrics) for t in done)
             score = self._acquire(means[0], sds[0], best)
         else:
             score = self._parego(np.array(means), np.array(sds), done)

@@ -110,8 +110,7 @@ class Study:
             if t.state.finished:
                 strategy.tell(t)
             else:
-                strategy._seen.add(t.arch.key)
-                strategy._pending[t.arch.key] = t.arch
+                strategy.mark_pending(t.arch)
         return strategy
 
     # -- ask / tell -------------------------------------------------------------------
