@@ -11,7 +11,8 @@ for _k, _v in BLAS_ENV.items():
     os.environ.setdefault(_k, _v)
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,56 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
         return run_archscout(*args, cwd=cwd or tmp_path, timeout=timeout)
 
     return run
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL (a real server: `eval "$(bash .ci/postgres.sh)"` starts one; .ci/run does it in CI)
+# ---------------------------------------------------------------------------------------------
+POSTGRES_ENV = "ARCHSCOUT_TEST_POSTGRES_URL"
+POSTGRES_HOWTO = ('start a throwaway server with `eval "$(bash .ci/postgres.sh)"` (it sets the variable), '
+                  'or point it at postgresql+psycopg://USER@HOST:PORT/DB')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The server URL from ARCHSCOUT_TEST_POSTGRES_URL, once a ``SELECT 1`` succeeds; else the test skips."""
+    import sqlalchemy as sa
+
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: {POSTGRES_HOWTO}")
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:  # any reason the server is unusable: bad URL, no driver, nothing listening
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        pytest.skip(f"PostgreSQL server at {POSTGRES_ENV} is not reachable ({reason}); {POSTGRES_HOWTO}")
+    return url
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database on that server, made for this test and dropped after it."""
+    import sqlalchemy as sa
+
+    name = f"archscout_test_{uuid.uuid4().hex[:12]}"
+    server = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.DBAPIError as exc:
+        server.dispose()
+        pytest.fail(f"cannot create a test database through {POSTGRES_ENV} (its user needs CREATEDB): "
+                    f"{str(exc.orig).strip().splitlines()[0]}")
+    try:
+        yield sa.engine.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:  # end connections a test left open (an undisposed engine), then drop
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        server.dispose()

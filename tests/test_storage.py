@@ -1,11 +1,10 @@
-"""Storage over real SQLite files (and PostgreSQL when ARCHSCOUT_TEST_POSTGRES_URL is set)."""
+"""Storage over real SQLite files (PostgreSQL: tests/test_postgres.py)."""
 from __future__ import annotations
 
 import hashlib
 import math
 import os
 import sqlite3
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from archscout.problem import Objective, Problem, parse_constraints
 from archscout.space import Architecture, Choice, IntRange, SearchSpace
 from archscout.strategies import make_strategy
 from archscout.study import Storage, Study
+from archscout.study.storage import SCHEMA_VERSION
 from archscout.trial import TrialState
 
 from conftest import nbg_problem
@@ -150,7 +150,7 @@ def test_empty_file_and_memory_become_fresh_databases(tmp_path: Path) -> None:
     assert s.study_names() == []
     s.dispose()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM archscout_meta WHERE key='schema_version'").fetchone() == ("1",)
+        assert conn.execute("SELECT value FROM archscout_meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     conn.close()
     assert Storage("sqlite://").study_names() == []
 
@@ -339,32 +339,23 @@ def test_tell_rejects_unknown_trial_numbers(tmp_path: Path) -> None:
     storage.dispose()
 
 
-# ---------------------------------------------------------------------------------------------
-# PostgreSQL
-# ---------------------------------------------------------------------------------------------
-POSTGRES_URL = os.environ.get("ARCHSCOUT_TEST_POSTGRES_URL")
-
-
-@pytest.mark.skipif(not POSTGRES_URL, reason="set ARCHSCOUT_TEST_POSTGRES_URL=postgresql+psycopg://user:pw@host/db "
-                                             "to run the PostgreSQL storage test")
-def test_postgres_study_round_trip_and_resume(nbg: Any) -> None:
-    assert POSTGRES_URL
-    name = f"pytest-{uuid.uuid4().hex[:12]}"
-    storage = Storage(POSTGRES_URL)
-    study = _open_nbg(storage, nbg, name=name)
-    study.optimize(10)
-    first = [study.trials[n].arch.key for n in sorted(study.trials)]
+def test_schema_1_database_is_migrated_in_place_without_losing_trials(tmp_path: Path, nbg: Any) -> None:
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    storage = Storage(url)
+    study = _open_nbg(storage, nbg, name="old")
+    study.optimize(5)
     storage.dispose()
-    storage = Storage(POSTGRES_URL)
-    assert name in storage.study_names()
-    resumed = _open_nbg(storage, nbg, name=name)
-    assert [resumed.trials[n].arch.key for n in sorted(resumed.trials)] == first
-    resumed.optimize(20)
-    keys = [resumed.trials[n].arch.key for n in sorted(resumed.trials)]
-    assert len(set(keys)) == 20 and keys[:10] == first
-    with pytest.raises(StudyError):
-        _open_nbg(storage, nbg, name=name, seed=1)
-    reference = Study(nbg_problem(nbg), make_strategy("evolution", nbg_problem(nbg), 0), nbg)
-    reference.optimize(20)
-    assert keys == [reference.trials[n].arch.key for n in sorted(reference.trials)]
-    storage.dispose()
+    with sqlite3.connect(path) as conn:  # make it look like a database written by schema 1
+        conn.execute("DROP TABLE intermediate")
+        conn.execute("UPDATE archscout_meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+    again = Storage(url)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM archscout_meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name='intermediate'").fetchone() == (1,)
+    conn.close()
+    resumed = _open_nbg(again, nbg, name="old")
+    assert len(resumed.trials) == 5
+    resumed.optimize(8)
+    assert sorted(resumed.trials) == list(range(8))

@@ -1,8 +1,10 @@
 """Persistent study storage over SQLAlchemy (SQLite by default, PostgreSQL by URL).
 
 Layout: ``archscout_meta`` (schema version), ``studies`` (name, settings, the
-strategy's pickled state) and ``trials`` (one row per architecture; unique per study,
-so no architecture can be stored twice). Every change that must stay consistent with
+strategy's pickled state), ``trials`` (one row per architecture; unique per study,
+so no architecture can be stored twice) and ``intermediate`` (learning curves: the
+metrics a trial reported at each fidelity step, e.g. after each training epoch).
+Databases of an older schema are migrated in place when opened (see ``MIGRATIONS``). Every change that must stay consistent with
 the strategy state (new trials + state, a finished trial + state) is one transaction,
 so a process killed at any instant leaves a database that resumes exactly.
 """
@@ -24,8 +26,10 @@ from ..errors import StorageError, StudyError
 from ..space import Architecture
 from ..trial import TrialState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# PostgreSQL advisory lock held while a Storage creates or migrates the schema (any constant; "arch" in ASCII)
+PREPARE_LOCK_KEY = 0x61726368
 
 metadata = sa.MetaData()
 meta_table = sa.Table(
@@ -57,6 +61,24 @@ trials_table = sa.Table(
     sa.UniqueConstraint("study_id", "number", name="uq_trial_number"),
     sa.UniqueConstraint("study_id", "arch_key", name="uq_trial_arch"),
 )
+intermediate_table = sa.Table(
+    "intermediate", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("step", sa.Float, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.UniqueConstraint("study_id", "number", "step", name="uq_intermediate_step"),
+)
+
+
+def _migrate_1_to_2(conn: sa.Connection) -> None:
+    """Schema 2 adds the ``intermediate`` (learning curve) table; nothing else changes."""
+    intermediate_table.create(conn, checkfirst=True)
+
+
+# version -> function that upgrades a database from that version to the next one
+MIGRATIONS = {1: _migrate_1_to_2}
 
 
 def _json_metrics(metrics: Mapping[str, Any]) -> str:
@@ -150,6 +172,8 @@ class Storage:
     def _prepare(self, create: bool) -> None:
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # processes opening at once: one creates/migrates, others wait
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PREPARE_LOCK_KEY})
                 tables = set(sa.inspect(conn).get_table_names())
                 if not tables:
                     if not create:
@@ -162,12 +186,21 @@ class Storage:
                     version = conn.execute(sa.select(meta_table.c.value)
                                            .where(meta_table.c.key == "schema_version")).scalar()
                 _check_tables(self._where(), tables, version)
+                self._migrate(conn, int(version))
         except StorageError:
             self.engine.dispose()
             raise
         except (DBAPIError, SQLAlchemyError) as exc:
             self.engine.dispose()
             raise StorageError(f"cannot open {self._where()}: {_one_line(exc)}") from None
+
+    @staticmethod
+    def _migrate(conn: sa.Connection, version: int) -> None:
+        """Upgrade an older schema in place, in the caller's transaction (all or nothing)."""
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](conn)
+            version += 1
+            conn.execute(meta_table.update().where(meta_table.c.key == "schema_version").values(value=str(version)))
 
     def _where(self) -> str:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
@@ -216,13 +249,14 @@ class Storage:
         return numbers
 
     def finish_trial(self, study_id: int, number: int, state: TrialState, metrics: Mapping[str, Any],
-                     error: str | None, started_at: float | None, finished_at: float, strategy_state: bytes | None) -> None:
+                     error: str | None, started_at: float | None, finished_at: float, strategy_state: bytes | None,
+                     fidelity: float | None = None) -> None:
         """Record a trial's outcome and the strategy state that has learnt from it, atomically."""
         with self._begin() as conn:
             conn.execute(trials_table.update()
                          .where(trials_table.c.study_id == study_id, trials_table.c.number == number)
                          .values(state=state.value, metrics=_json_metrics(metrics), error=error,
-                                 started_at=started_at, finished_at=finished_at))
+                                 started_at=started_at, finished_at=finished_at, fidelity=fidelity))
             if strategy_state is not None:
                 self._save_state(conn, study_id, strategy_state)
 
@@ -231,6 +265,35 @@ class Storage:
             rows = conn.execute(sa.select(trials_table).where(trials_table.c.study_id == study_id)
                                 .order_by(trials_table.c.number)).all()
         return [StoredTrial(r) for r in rows]
+
+    def report(self, study_id: int, number: int, step: float, metrics: Mapping[str, Any]) -> None:
+        """Record a running trial's metrics at fidelity ``step`` (replacing an earlier report of that step)."""
+        with self._begin() as conn:
+            where = (intermediate_table.c.study_id == study_id, intermediate_table.c.number == number,
+                     intermediate_table.c.step == float(step))
+            conn.execute(intermediate_table.delete().where(*where))
+            conn.execute(intermediate_table.insert().values(study_id=study_id, number=number, step=float(step),
+                                                            metrics=_json_metrics(metrics)))
+            conn.execute(trials_table.update()
+                         .where(trials_table.c.study_id == study_id, trials_table.c.number == number)
+                         .values(fidelity=float(step)))
+
+    def load_curves(self, study_id: int) -> dict[int, list[tuple[float, dict[str, float]]]]:
+        """Every trial's reported (step, metrics), by trial number, steps ascending."""
+        with self._conn() as conn:
+            rows = conn.execute(sa.select(intermediate_table.c.number, intermediate_table.c.step,
+                                          intermediate_table.c.metrics)
+                                .where(intermediate_table.c.study_id == study_id)
+                                .order_by(intermediate_table.c.number, intermediate_table.c.step)).all()
+        out: dict[int, list[tuple[float, dict[str, float]]]] = {}
+        for r in rows:
+            out.setdefault(int(r.number), []).append((float(r.step), _parse_metrics(r.metrics)))
+        return out
+
+    def save_state(self, study_id: int, state: bytes) -> None:
+        """Replace the study's saved strategy state."""
+        with self._begin() as conn:
+            self._save_state(conn, study_id, state)
 
     @staticmethod
     def _save_state(conn: sa.Connection, study_id: int, state: bytes) -> None:
