@@ -65,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run (or resume) a search study")
     s.add_argument("--benchmark", default="nasbench-graph:cora", help=BENCHMARK_HELP)
-    s.add_argument("--space", help="space file for tabular CSV benchmarks")
+    s.add_argument("--evaluator", default="benchmark", choices=("benchmark", "train"),
+                   help="benchmark: look architectures up in --benchmark; train: build and train each "
+                        "architecture of --space on --dataset (needs the torch extra)")
+    s.add_argument("--space", help="space file (for --evaluator train, or a tabular CSV benchmark)")
+    _add_training_options(s)
     s.add_argument("--strategy", default=DEFAULT_STRATEGY,
                    help=f"strategy name (default {DEFAULT_STRATEGY}; see 'archscout strategies')")
     s.add_argument("--strategy-option", action="append", type=_option, default=[], metavar="NAME=VALUE",
@@ -103,7 +107,49 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("strategies", help="list the search strategies")
+
+    pr = sub.add_parser("profile", help="build a per-block latency lookup table for this machine")
+    pr.add_argument("--space", required=True, help="space file with a model section")
+    pr.add_argument("--dataset", default="digits", help="dataset whose input shape the networks take")
+    pr.add_argument("--out", required=True, metavar="TABLE.json", help="where to save the table")
+    pr.add_argument("--samples", type=_positive_int, default=200, help="random architectures to profile")
+    pr.add_argument("--seed", type=_nonneg_int, default=0)
+    pr.add_argument("--batch-size", type=_positive_int, default=1)
+    pr.add_argument("--threads", type=_positive_int, default=1)
+    pr.add_argument("--device", default="cpu", help="cpu or cuda")
+    pr.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("export", help="write the best (or every Pareto) architecture as PyTorch + ONNX")
+    e.add_argument("--storage", default=DEFAULT_STORAGE)
+    e.add_argument("--study", required=True)
+    e.add_argument("--out", required=True, metavar="DIR")
+    e.add_argument("--pareto", action="store_true", help="export every Pareto-optimal architecture")
+    e.add_argument("--format", default="torch,onnx", help="comma-separated: torch, onnx")
+    e.add_argument("--json", action="store_true")
     return parser
+
+
+def _add_training_options(s: argparse.ArgumentParser) -> None:
+    t = s.add_argument_group("training (--evaluator train)")
+    t.add_argument("--dataset", default="digits",
+                   help="digits, mnist1d, synthetic-images, synthetic-seq, synthetic-signal, or a .npz/.csv file "
+                        "or image folder")
+    t.add_argument("--epochs", type=_positive_int, help="full training length (the top fidelity; default 20)")
+    t.add_argument("--recipe-option", action="append", type=_option, default=[], metavar="NAME=VALUE",
+                   help="training recipe setting, e.g. lr=0.01 or batch_size=128 (repeatable)")
+    t.add_argument("--schedule", default="none", choices=("none", "sh", "hyperband"),
+                   help="multi-fidelity schedule over epochs: successive halving or Hyperband")
+    t.add_argument("--min-epochs", type=_positive_int, default=1, help="lowest fidelity of the schedule")
+    t.add_argument("--eta", type=float, default=3.0, help="keep 1/eta per rung (default 3)")
+    t.add_argument("--early-stop", default="none", choices=("none", "median", "extrapolate", "both"),
+                   help="stop hopeless trials from their learning curves")
+    t.add_argument("--train-seeds", type=_positive_int, default=1, help="trainings averaged per architecture")
+    t.add_argument("--cost-batch-size", type=_positive_int, default=1, help="batch size for latency / memory")
+    t.add_argument("--cost-threads", type=_positive_int, default=1, help="threads for latency measurements")
+    t.add_argument("--latency-table", metavar="TABLE.json", help="lookup table for lut_latency_ms")
+    t.add_argument("--latency-predictor", metavar="PRED.json", help="fitted predictor for pred_latency_ms")
+    t.add_argument("--artifacts", metavar="DIR", help="where trained weights are kept for export "
+                                                      "(default: beside an SQLite database)")
 
 
 def _objectives(evaluator: Any, texts: Sequence[str]) -> list[Objective]:
@@ -128,11 +174,84 @@ def _constraints(evaluator: Any, texts: Sequence[str]) -> list:
     return constraints
 
 
+def _training_evaluator(args: argparse.Namespace, objectives: Sequence[str], constraints: Sequence[str],
+                        artifacts: str | None) -> Any:
+    """The train evaluator from CLI flags; cost metrics are those the objectives/budgets name."""
+    if not args.space:
+        raise ArchscoutError("--evaluator train needs --space FILE (a space with a 'model:' section)")
+    torch_side = _torch_side()
+    from .space.spec import load_space
+
+    space = load_space(args.space)
+    recipe = dict(args.recipe_option)
+    if args.epochs:
+        recipe["epochs"] = args.epochs
+    names = {Objective.parse(o).metric for o in objectives} | {n for c in parse_constraints(constraints) for n in c.names}
+    costs = [m for m in torch_side.COST_METRICS if m in names]
+    table = predictor = None
+    if args.latency_table:
+        from .hardware import LatencyTable
+
+        table = LatencyTable.load(args.latency_table)
+    if args.latency_predictor:
+        from .hardware import LatencyPredictor
+
+        predictor = LatencyPredictor.load(args.latency_predictor)
+    return torch_side.TrainingEvaluator(
+        space, args.dataset, recipe, seed=args.seed, seeds=args.train_seeds, costs=costs,
+        cost_batch_size=args.cost_batch_size, cost_threads=args.cost_threads, latency_table=table,
+        latency_predictor=predictor, artifacts=artifacts, progress=not args.no_progress and not args.json)
+
+
+def _torch_side() -> Any:
+    try:
+        from .training import evaluator as torch_side
+    except ImportError as exc:
+        raise ArchscoutError(f"this needs PyTorch and the torch extra ({exc}); "
+                             "pip install 'archscout[torch]'") from None
+    return torch_side
+
+
+def _artifacts_dir(storage_url: str, study: str, given: str | None) -> str | None:
+    if given:
+        return os.path.join(given, study)
+    if storage_url.startswith("sqlite:///") and len(storage_url) > len("sqlite:///"):
+        return os.path.join(storage_url[len("sqlite:///"):] + ".artifacts", study.replace("/", "_"))
+    return None
+
+
+def _schedule_and_stopper(args: argparse.Namespace, evaluator: Any) -> tuple[Any, Any]:
+    from .study.fidelity import CurveStopper, make_schedule
+
+    if args.evaluator != "train":
+        if args.schedule != "none" or args.early_stop != "none":
+            raise ArchscoutError("--schedule and --early-stop need --evaluator train (benchmarks have one fidelity)")
+        return None, None
+    top = evaluator.max_fidelity
+    if args.schedule != "none" and args.min_epochs >= top:
+        raise ArchscoutError(f"--min-epochs ({args.min_epochs}) must be below the full training length ({top} epochs)")
+    schedule = make_schedule(args.schedule, args.min_epochs, top, args.eta)
+    stopper = None
+    if args.early_stop != "none":
+        rules = ("median", "extrapolate") if args.early_stop == "both" else (args.early_stop,)
+        stopper = CurveStopper(top, grace=max(1, top // 4), rules=rules)
+    return schedule, stopper
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .report import summarize
     from .study import Storage, Study
 
-    evaluator = make_evaluator(args.benchmark, args.space)
+    strategy = args.strategy
+    if args.evaluator == "train":
+        space_name = os.path.splitext(os.path.basename(args.space or "space"))[0]
+        name = args.study or f"{space_name}-{os.path.basename(str(args.dataset))}-{strategy}-seed{args.seed}"
+        evaluator = _training_evaluator(args, args.objective or ["valid_acc:max"], args.constraint,
+                                        _artifacts_dir(args.storage, name, args.artifacts))
+    else:
+        name = args.study or f"{args.benchmark.replace('/', '_')}-{strategy}-seed{args.seed}"
+        evaluator = make_evaluator(args.benchmark, args.space)
+    schedule, stopper = _schedule_and_stopper(args, evaluator)
     space = evaluator.space
     if space is None:
         raise ArchscoutError(f"{evaluator.name} defines no search space")
@@ -141,17 +260,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     problem = Problem(space, objectives, constraints, cheap_metrics=evaluator.cheap_metrics,
                       admissible=evaluator.contains)
     options = dict(args.strategy_option)
-    strategy = args.strategy
     # Build one strategy first: bad names/options and impossible budgets fail before storage is touched.
     Study(problem, make_strategy(strategy, problem, args.seed, **options), evaluator).check_constraints_possible()
-    name = args.study or f"{args.benchmark.replace('/', '_')}-{strategy}-seed{args.seed}"
     config = {"study": name, "evaluator": evaluator.describe(), "strategy": strategy,
               "strategy_options": options, "seed": args.seed, "objectives": [str(o) for o in objectives],
               "constraints": [c.text for c in constraints], "space": space.spec()}
+    if schedule is not None:
+        config["schedule"] = schedule.describe()
+    if args.evaluator == "train":
+        config["space_file"] = os.path.abspath(args.space)
+        config["artifacts"] = evaluator.artifacts and os.path.abspath(evaluator.artifacts)
     storage = Storage(args.storage)
     study = Study.open(storage, name, problem, lambda: make_strategy(strategy, problem, args.seed, **options),
                        evaluator, config)
-    study.optimize(args.budget, batch_size=args.batch_size, progress=not args.no_progress)
+    study.optimize(args.budget, batch_size=args.batch_size, progress=not args.no_progress,
+                   schedule=schedule, stopper=stopper)
     from .report import load_study
 
     summary = summarize(*load_study(storage, name))
@@ -165,7 +288,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _print_summary(s: dict[str, Any], storage: str) -> None:
     print(f"study {s['study']}: {s['n_complete']} complete, {s['n_failed']} failed, "
-          f"{s['n_infeasible']} infeasible ({s['strategy']}, seed {s['seed']}, {s['evaluator']['name'] if isinstance(s['evaluator'], dict) else s['evaluator']})")
+          f"{s['n_infeasible']} infeasible{', %d pruned' % s['n_pruned'] if s.get('n_pruned') else ''} ({s['strategy']}, seed {s['seed']}, {s['evaluator']['name'] if isinstance(s['evaluator'], dict) else s['evaluator']})")
     if s["best"] is None:
         print("no feasible architecture yet")
         return
@@ -255,7 +378,43 @@ def cmd_strategies(_args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": cmd_search, "report": cmd_report, "benchmark": cmd_benchmark, "strategies": cmd_strategies}
+def cmd_profile(args: argparse.Namespace) -> int:
+    _torch_side()
+    from .build import model_family
+    from .hardware import profile_space
+    from .space.spec import load_space
+    from .training import load_dataset
+
+    space = load_space(args.space)
+    model_family(space)
+    data = load_dataset(args.dataset)
+    if data.vocab_size:
+        raise ArchscoutError("profiling token-id inputs is not supported; use a float-input dataset")
+    table = profile_space(space, data.input_shape, data.num_classes, samples=args.samples, seed=args.seed,
+                          batch_size=args.batch_size, threads=args.threads, device=args.device, out=args.out,
+                          progress=not args.no_progress)
+    print(f"{len(table.entries)} unit latencies (batch {args.batch_size}, {args.threads} threads, {args.device}) "
+          f"saved to {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export.study_export import export_study
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    results = export_study(args.storage, args.study, args.out, pareto=args.pareto, formats=formats)
+    if args.json:
+        print(json.dumps({"exports": results}))
+        return 0
+    for r in results:
+        errs = ", ".join(f"{k}={r['export'][k]:.2e}" for k in ("torch_max_abs_err", "onnx_max_abs_err")
+                         if r["export"].get(k) is not None)
+        print(f"trial {r['number']} -> {r['folder']} ({errs})")
+    return 0
+
+
+COMMANDS = {"search": cmd_search, "report": cmd_report, "benchmark": cmd_benchmark, "strategies": cmd_strategies,
+            "profile": cmd_profile, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,3 +31,7 @@ class EvaluationError(ArchscoutError):
 
 class TabularError(ArchscoutError):
     """A malformed tabular-benchmark file (bad entry, metric, header or format version)."""
+
+
+class DataError(ArchscoutError):
+    """A dataset that cannot be loaded: unknown name, missing file, bad features or labels."""

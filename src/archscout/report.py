@@ -32,7 +32,8 @@ def summarize(config: dict[str, Any], trials: list[StoredTrial]) -> dict[str, An
         "study": config.get("study"), "evaluator": config.get("evaluator"), "strategy": config.get("strategy"),
         "seed": config.get("seed"), "objectives": [str(o) for o in objectives],
         "constraints": config.get("constraints", []), "n_trials": len(trials), "n_complete": counts["complete"],
-        "n_failed": counts["failed"], "n_infeasible": counts["infeasible"], "n_running": counts["running"],
+        "n_failed": counts["failed"], "n_infeasible": counts["infeasible"], "n_pruned": counts["pruned"],
+        "n_running": counts["running"],
         "best": None, "pareto": [],
     }
     if not done:

@@ -14,6 +14,7 @@ class TrialState(str, enum.Enum):
     COMPLETE = "complete"      # evaluated, metrics recorded
     FAILED = "failed"          # evaluation raised, timed out or returned non-finite metrics
     INFEASIBLE = "infeasible"  # evaluated but violates a constraint on its metrics
+    PRUNED = "pruned"          # stopped at a lower fidelity (successive halving, early stopping)
 
     @property
     def finished(self) -> bool:
@@ -25,6 +26,9 @@ class Trial:
     """An immutable record. ``number`` counts trials of one study from 0.
 
     Times are UNIX seconds; ``duration_s`` is evaluation wall time in seconds.
+    ``fidelity`` is the budget the metrics were measured at (epochs for training, None
+    when the evaluator has a single fidelity); ``curve`` holds the metrics reported at
+    each fidelity step on the way (the learning curve), steps ascending.
     """
 
     number: int
@@ -35,6 +39,16 @@ class Trial:
     started_at: float | None = None
     finished_at: float | None = None
     fidelity: float | None = None
+    curve: tuple[tuple[float, Mapping[str, float]], ...] = ()
+
+    def at(self, fidelity: float) -> Mapping[str, float] | None:
+        """Metrics reported at ``fidelity`` (None if the trial never reached it)."""
+        for step, metrics in self.curve:
+            if step == fidelity:
+                return metrics
+        if self.fidelity == fidelity and self.state is TrialState.COMPLETE:
+            return self.metrics
+        return None
 
     @property
     def duration_s(self) -> float | None:
@@ -44,4 +58,5 @@ class Trial:
 
     def to_dict(self) -> dict[str, Any]:
         return {"number": self.number, "arch": self.arch.to_dict(), "key": self.arch.key, "state": self.state.value,
-                "metrics": dict(self.metrics), "error": self.error, "duration_s": self.duration_s}
+                "metrics": dict(self.metrics), "error": self.error, "duration_s": self.duration_s,
+                "fidelity": self.fidelity}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..space import Architecture, SearchSpace
@@ -14,6 +14,7 @@ class Evaluator(ABC):
     name: str = ""
     metric_names: tuple[str, ...] = ()
     default_objectives: tuple[str, ...] = ()
+    supports_fidelity: bool = False  # True when ``fidelity`` (e.g. epochs) changes the evaluation
 
     @property
     def space(self) -> SearchSpace | None:
@@ -23,6 +24,15 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, arch: Architecture, fidelity: float | None = None) -> dict[str, float]:
         """Metrics for ``arch``; may raise (the study records the failure)."""
+
+    def evaluate_curve(self, arch: Architecture, fidelity: float | None,
+                       on_step: Callable[[float, Mapping[str, float]], bool]) -> dict[str, float]:
+        """Evaluate and report intermediate metrics on the way (one call of ``on_step`` per step).
+
+        ``on_step(step, metrics)`` returning True asks the evaluator to stop early and
+        return the latest metrics. The default has no intermediate steps.
+        """
+        return self.evaluate(arch, fidelity)
 
     def cheap_metrics(self, arch: Architecture) -> Mapping[str, float]:
         """Metrics known without the expensive evaluation (costs); used to enforce budgets early."""

@@ -37,7 +37,7 @@ from typing import Any
 from ..errors import ArchscoutError, SpaceError, TabularError
 from ..problem import Objective
 from ..space import Architecture, Choice, FloatRange, IntRange, Param, SearchSpace, space_from_spec
-from ..space.spec import read_structured_file
+from ..space.spec import printable, read_structured_file
 from .base import TabularEvaluator
 
 FORMAT_NAME = "archscout-tabular"
@@ -157,7 +157,7 @@ def load_tabular(path: str | Path, space_path: str | Path | None = None) -> Tabu
     with one line naming the file and location of the first problem.
     """
     p = Path(path)
-    label = str(path)
+    label = printable(path)
     suffix = p.suffix.lower()
     if suffix not in (*STRUCTURED_SUFFIXES, ".csv"):
         raise TabularError(f"{label}: unsupported table format {suffix or '(no extension)'!r} "
@@ -166,6 +166,8 @@ def load_tabular(path: str | Path, space_path: str | Path | None = None) -> Tabu
         data = p.read_bytes()
     except OSError as exc:
         raise TabularError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise TabularError(f"{label}: cannot read ({exc})") from None
     if suffix == ".csv":
         parsed = _parse_csv(p, label, data, space_path)
     else:
@@ -230,7 +232,7 @@ def _objectives(raw: Any, where: str, names: Sequence[str], first: str) -> tuple
             raise TabularError(f"{where}: {exc}") from None
         if obj.metric not in names:
             raise TabularError(f"{where}: objective {text!r} names no metric of the table "
-                               f"(metrics: {', '.join(names)})")
+                               f"(metrics: {', '.join(map(printable, names))})")
         if any(o.metric == obj.metric for o in out):
             raise TabularError(f"{where}: objective metric {obj.metric!r} is listed twice")
         out.append(obj)
@@ -246,7 +248,7 @@ def _cheap_metrics(raw: Any, where: str, names: Sequence[str]) -> tuple[str, ...
     for m in items:
         if m not in names:
             raise TabularError(f"{where}: cheap metric {m!r} is not a metric of the table "
-                               f"(metrics: {', '.join(names)})")
+                               f"(metrics: {', '.join(map(printable, names))})")
     return tuple(dict.fromkeys(items))
 
 
@@ -257,7 +259,7 @@ def _read_space_file(path: Path) -> tuple[SearchSpace, dict[str, Any]]:
     if isinstance(raw, Mapping):
         settings = {k: raw[k] for k in SETTING_KEYS if k in raw}
         raw = {k: v for k, v in raw.items() if k not in SETTING_KEYS}
-    return space_from_spec(raw, str(path)), settings
+    return space_from_spec(raw, printable(path)), settings
 
 
 # -- JSON / YAML -----------------------------------------------------------------------------------
@@ -302,7 +304,7 @@ def _parse_structured(p: Path, label: str, space_path: str | Path | None) -> _Pa
         else:
             raise TabularError(f"{label}: missing 'space' (or 'space_file')")
         space, settings = _read_space_file(sp)
-        settings_where = str(sp)
+        settings_where = printable(sp)
     # Settings in the table itself take precedence over those in its space file.
     for key in SETTING_KEYS:
         if key in doc:
@@ -336,8 +338,9 @@ def _structured_row(entry: Any, where: str) -> _Row:
         raise TabularError(f"{where}: 'metrics' must map metric names to numbers")
     metrics: dict[str, float] = {}
     for name, value in raw_metrics.items():
-        if not isinstance(name, str) or not name.strip():
-            raise TabularError(f"{where}: metric name {name!r} must be a non-empty string")
+        # Printable: metric names end up in one-line messages and report tables.
+        if not isinstance(name, str) or not name.strip() or not name.isprintable():
+            raise TabularError(f"{where}: metric name {name!r} must be a non-empty, printable one-line string")
         number = _structured_number(value, where, name)
         if number is not None:
             metrics[name] = number
@@ -382,6 +385,8 @@ def _parse_csv(p: Path, label: str, data: bytes, space_path: str | Path | None) 
     for i, c in enumerate(columns, 1):
         if not c:
             raise TabularError(f"{label}: line {header_line}: column {i} has no name")
+        if not c.isprintable():
+            raise TabularError(f"{label}: line {header_line}: column {i} name {c!r} must be printable one-line text")
         if c in other:
             raise TabularError(f"{label}: line {header_line}: parameter {c!r} is a {other[c]} and cannot be "
                                "a CSV column (use the JSON or YAML table format)")
@@ -412,16 +417,17 @@ def _parse_csv(p: Path, label: str, data: bytes, space_path: str | Path | None) 
                 if number is not None:
                     metrics[col] = number
         rows.append(_Row(where, values, metrics))
-    return _Parsed(space, rows, settings, str(sp))
+    return _Parsed(space, rows, settings, printable(sp))
 
 
 def _find_sidecar(p: Path, label: str) -> Path:
     """The one ``<stem>.space.{yaml,yml,json}`` beside a CSV table."""
     found = [c for c in (p.with_name(p.stem + s) for s in SIDECAR_SUFFIXES) if c.is_file()]
     if not found:
-        raise TabularError(f"{label}: no space given (expected {p.stem}.space.yaml beside it or --space FILE)")
+        sidecar = printable(p.stem + SIDECAR_SUFFIXES[0])
+        raise TabularError(f"{label}: no space given (expected {sidecar} beside it or --space FILE)")
     if len(found) > 1:
-        raise TabularError(f"{label}: several space files beside it ({', '.join(f.name for f in found)}); "
+        raise TabularError(f"{label}: several space files beside it ({', '.join(printable(f.name) for f in found)}); "
                            "keep one or pass --space FILE")
     return found[0]
 

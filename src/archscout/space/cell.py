@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import SpaceError
-from .params import Decoded, Dim, Fragment, Param, _check_name
+from .params import MAX_DECISIONS, MAX_OPTIONS, Decoded, Dim, Fragment, Param, _check_name
 
 OUTPUT_MODES = ("leaves", "last", "concat")
 
@@ -51,6 +52,28 @@ def _resolve_equivalence(name: str) -> tuple[Equivalence | None, Representative 
     return _EQUIVALENCES[name]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_size(name: str, nodes: int, cell_inputs: int, inputs: int | str) -> None:
+    """Refuse cells whose genotype or input-set tables would not fit in memory (a mistyped
+    ``nodes: 1000000`` should be a one-line error, not an out-of-memory crash)."""
+    edges = nodes * cell_inputs + nodes * (nodes - 1) // 2 if inputs == "all" else nodes * inputs
+    if edges > MAX_DECISIONS:
+        raise SpaceError(f"cell {name!r}: {nodes} nodes with {inputs} inputs each make {edges} edges "
+                         f"(at most {MAX_DECISIONS:,})")
+    if inputs == "all":
+        return
+    # Node j picks one of comb(cell_inputs + j, inputs) input sets; summed over the nodes
+    # (hockey-stick identity) that is comb(cell_inputs + nodes, inputs + 1) - comb(cell_inputs, inputs + 1).
+    top = cell_inputs + nodes
+    too_many = inputs + 1 < top and top > MAX_OPTIONS  # comb(top, k) >= top for 0 < k < top
+    if too_many or math.comb(top, inputs + 1) - math.comb(cell_inputs, inputs + 1) > MAX_OPTIONS:
+        raise SpaceError(f"cell {name!r}: {nodes} nodes choosing {inputs} of their earlier inputs have more than "
+                         f"{MAX_OPTIONS:,} input sets; use fewer nodes or inputs")
+
+
 class Cell(Param):
     """A DAG cell of ``nodes`` computing nodes choosing inputs and operations.
 
@@ -77,9 +100,9 @@ class Cell(Param):
         equivalence: str = "expression",
     ) -> None:
         self.name = _check_name(name)
-        if not isinstance(nodes, int) or nodes < 1:
+        if not _is_int(nodes) or nodes < 1:
             raise SpaceError(f"cell {name!r}: nodes must be a positive integer")
-        if not isinstance(cell_inputs, int) or cell_inputs < 1:
+        if not _is_int(cell_inputs) or cell_inputs < 1:
             raise SpaceError(f"cell {name!r}: cell_inputs must be a positive integer")
         self.ops = [str(o) for o in ops]
         if not self.ops or len(set(self.ops)) != len(self.ops):
@@ -88,8 +111,9 @@ class Cell(Param):
             raise SpaceError(f"cell {name!r}: op_on must be 'node' or 'edge', not {op_on!r}")
         if output not in OUTPUT_MODES:
             raise SpaceError(f"cell {name!r}: output must be one of {OUTPUT_MODES}, not {output!r}")
-        if inputs != "all" and (not isinstance(inputs, int) or not 1 <= inputs <= cell_inputs):
+        if inputs != "all" and (not _is_int(inputs) or not 1 <= inputs <= cell_inputs):
             raise SpaceError(f"cell {name!r}: inputs must be 'all' or an integer in 1..cell_inputs ({cell_inputs})")
+        _check_size(name, nodes, cell_inputs, inputs)
         self.nodes, self.cell_inputs, self.inputs = nodes, cell_inputs, inputs
         self.op_on, self.output, self.allow_degenerate = op_on, output, allow_degenerate
         self.equivalence = equivalence
@@ -192,8 +216,17 @@ class Cell(Param):
         if not self.allow_degenerate and self.is_degenerate(frag):
             raise SpaceError(f"cell {self.name!r} applies no operation between its inputs and output")
         if self._representative is not None:
-            frag = {self.name: self._representative(self, nodes)}
+            frag = {self.name: self._apply_rule(self._representative, nodes)}
         return frag
+
+    def _apply_rule(self, rule: Callable[["Cell", Any], Any], nodes: Any) -> Any:
+        """Run a registered equivalence rule; a rule written for another cell shape (e.g.
+        ``nasbench-graph`` on a 3-node cell) rejects the architecture with a SpaceError."""
+        try:
+            return rule(self, nodes)
+        except (LookupError, ValueError, TypeError, NameError) as exc:
+            raise SpaceError(f"cell {self.name!r}: equivalence {self.equivalence!r} cannot handle these nodes "
+                             f"({type(exc).__name__})") from None
 
     def _describe_inputs(self, j: int) -> str:
         m = self.cell_inputs + j
@@ -246,7 +279,7 @@ class Cell(Param):
     def canonical(self, fragment: Mapping[str, Any]) -> Any:
         nodes = fragment[self.name]
         if self._equivalence_fn is not None:
-            return self._equivalence_fn(self, nodes)
+            return self._apply_rule(self._equivalence_fn, nodes)
         exprs, _ = self._expressions(nodes)
         outs = sorted(exprs[j] for j in self.output_nodes(nodes) if exprs[j] != "0")
         return outs

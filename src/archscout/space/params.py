@@ -23,6 +23,11 @@ Fragment = dict[str, Any]
 Decoded = tuple[Fragment, int, list[int]]  # (fragment, next position, active positions)
 
 SCALAR_TYPES = (str, int, float, bool, type(None))
+# Size limits that turn a mistyped number (high: 10**12, max_depth: 10**9) into a one-line
+# SpaceError instead of an out-of-memory crash: encodings hold one slot per option of every
+# decision, and a genotype one entry per decision.
+MAX_OPTIONS = 100_000
+MAX_DECISIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -284,6 +289,9 @@ class IntRange(Param):
             raise SpaceError(f"int range {name!r}: need low <= high and step > 0")
         self.low, self.high, self.step = low, high, step
         self.n = (high - low) // step + 1
+        if self.n > MAX_OPTIONS:
+            raise SpaceError(f"int range {name!r} has {self.n} values (at most {MAX_OPTIONS:,}); "
+                             "use a larger step or a float range")
 
     def dims(self) -> list[Dim]:
         return [Dim(self.name, self.n, ordinal=True)]
@@ -325,9 +333,10 @@ class FloatRange(Param):
         self.name = _check_name(name)
         try:
             self.low, self.high = float(low), float(high)
-        except (TypeError, ValueError):
-            raise SpaceError(f"float range {name!r}: low and high must be numbers") from None
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high <= self.low:
+        except (TypeError, ValueError, OverflowError):
+            raise SpaceError(f"float range {name!r}: low and high must be numbers within float range") from None
+        # The width must be finite too: [-1e308, 1e308] would map every unit value to NaN.
+        if not math.isfinite(self.high - self.low) or self.high <= self.low:
             raise SpaceError(f"float range {name!r}: need finite low < high")
         if log and self.low <= 0:
             raise SpaceError(f"float range {name!r}: a log scale needs low > 0")
@@ -390,6 +399,9 @@ class Repeat(Param):
         self.body = Group(body)
         self.min_depth, self.max_depth = min_depth, max_depth
         self._body_dims = len(self.body.dims())
+        if 1 + max_depth * max(1, self._body_dims) > MAX_DECISIONS:
+            raise SpaceError(f"repeat {name!r}: max_depth {max_depth} makes more than {MAX_DECISIONS:,} "
+                             "decisions; lower it")
 
     def dims(self) -> list[Dim]:
         out = [Dim(f"{self.name}.depth", self.max_depth - self.min_depth + 1, ordinal=True)]

@@ -26,10 +26,15 @@ class SearchSpace:
     """
 
     def __init__(self, params: Sequence[Param], constraints: Sequence[Predicate] = (), name: str = "space",
-                 path_length: int = 3) -> None:
+                 path_length: int = 3, model: Mapping[str, Any] | None = None) -> None:
         if not params:
             raise SpaceError("a search space needs at least one parameter")
+        if model is not None and not isinstance(model, Mapping):
+            raise SpaceError("a space's 'model' section must be a mapping (e.g. {family: macro})")
         self.name = name
+        # How the torch builder turns architectures of this space into networks (family and
+        # fixed settings); opaque to the space itself.
+        self.model: dict[str, Any] = dict(model or {})
         self.group = Group(params)
         self.constraints = list(constraints)
         self.dims: list[Dim] = self.group.dims()
@@ -267,7 +272,10 @@ class SearchSpace:
     # -- description ------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
         """A JSON/YAML-ready description (Python constraints are not included)."""
-        return {"name": self.name, "params": self.group.spec()}
+        out: dict[str, Any] = {"name": self.name, "params": self.group.spec()}
+        if self.model:
+            out["model"] = dict(self.model)
+        return out
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.name!r}, {len(self.params)} params, {len(self.dims)} decisions)"

@@ -112,6 +112,29 @@ class Strategy(ABC):
     def complete_trials(self) -> list[Trial]:
         return [t for t in self.trials if t.state is TrialState.COMPLETE]
 
+    def model_trials(self, min_points: int) -> list[Trial]:
+        """Observations to fit a model on (BOHB's rule under multi-fidelity schedules).
+
+        Without learning curves, or with at least ``min_points`` complete trials, these are
+        the complete trials. Otherwise they are the results at the highest fidelity that
+        at least ``min_points`` trials reached, including trials pruned later (Falkner et
+        al. 2018), each presented as a complete trial at that fidelity.
+        """
+        complete = self.complete_trials()
+        if len(complete) >= min_points or not any(t.curve for t in self.trials):
+            return complete
+        by_step: dict[float, list[Trial]] = {}
+        for t in self.trials:
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                for step, metrics in t.curve:
+                    if all(o.metric in metrics for o in self.problem.objectives):
+                        by_step.setdefault(step, []).append(
+                            Trial(t.number, t.arch, TrialState.COMPLETE, metrics, fidelity=step))
+        for step in sorted(by_step, reverse=True):
+            if len(by_step[step]) >= min_points:
+                return by_step[step]
+        return complete
+
     def _next(self) -> Architecture | None:
         for _ in range(PROPOSE_TRIES):
             cand = self._propose()

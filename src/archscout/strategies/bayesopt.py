@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from ..problem import Problem
 from ..space import Architecture
-from ..trial import Trial, TrialState
+from ..trial import Trial
 from .base import Strategy
 from .gp import GaussianProcess
 
@@ -84,7 +84,8 @@ class PredictorBO(Strategy):
 
     # -- proposal -------------------------------------------------------------------------
     def _propose(self) -> Architecture | None:
-        done = [t for t in self.trials if t.state is TrialState.COMPLETE]
+        # complete trials, or under multi-fidelity schedules BOHB's highest well-observed fidelity
+        done = self.model_trials(self.initial)
         if len(done) < self.initial:
             return self.space.sample(self.rng)
         # Small dense algebra: one BLAS thread is much faster than many contending ones.
@@ -118,8 +119,16 @@ class PredictorBO(Strategy):
             score = self._acquire(means[0], sds[0], best)
         else:
             score = self._parego(np.array(means), np.array(sds), done)
+        # Budgets are checked lazily, best-scored first: cost metrics can be expensive to compute
+        # (a network is built per candidate), so only the candidates that would be chosen pay.
         top = np.flatnonzero(score >= score.max() - 1e-12)
-        return candidates[int(top[self.rng.integers(len(top))])]
+        first = int(top[self.rng.integers(len(top))])
+        if self.admissible(candidates[first]):
+            return candidates[first]
+        for i in np.argsort(-score, kind="stable"):
+            if int(i) != first and self.admissible(candidates[int(i)]):
+                return candidates[int(i)]
+        return None
 
     def _acquire(self, mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
         if self.acquisition == "mean":
@@ -157,7 +166,7 @@ class PredictorBO(Strategy):
         for i in self.rng.choice(len(random_pool), size=min(self.n_random, len(random_pool)), replace=False):
             a = random_pool[int(i)]
             pool.setdefault(a.key, a)
-        return [a for a in pool.values() if self.admissible(a)]
+        return [a for a in pool.values() if self.is_new(a)]
 
     # Caches below are rebuilt identically after a resume: each uses its own RNG derived
     # from the seed (and the architecture), never the strategy's main generator.

@@ -23,8 +23,9 @@ from ..evaluators.base import Evaluator, TabularEvaluator
 from ..problem import Problem
 from ..space import Architecture
 from ..strategies.base import Strategy
-from .storage import Storage
 from ..trial import Trial, TrialState
+from .fidelity import Bracket, CurveStopper, Schedule, rank_for_rung
+from .storage import Storage
 
 # Settings that must match when a stored study is reopened.
 IDENTITY_KEYS = ("evaluator", "strategy", "strategy_options", "seed", "objectives", "constraints", "space")
@@ -58,6 +59,9 @@ class Study:
         self._running: dict[int, PendingTrial] = {}
         self._next_number = 0
         self.exhausted = False
+        # learning curves: trial number -> [(step, metrics)], steps ascending
+        self.curves: dict[int, list[tuple[float, dict[str, float]]]] = {}
+        self.bracket: Bracket | None = None  # the multi-fidelity bracket in progress
 
     # -- opening --------------------------------------------------------------------
     @classmethod
@@ -75,6 +79,7 @@ class Study:
                 raise StudyError(f"study {name!r} exists with a different {key} ({_short(stored.get(key))}); "
                                  "use another --study name")
         rows = storage.load_trials(study_id)
+        curves = storage.load_curves(study_id)
         trials: list[Trial] = []
         for row in rows:
             try:
@@ -82,9 +87,11 @@ class Study:
             except SpaceError as exc:
                 raise StorageError(f"study {name!r}: trial {row.number} does not fit the space ({exc})") from None
             trials.append(Trial(row.number, arch, row.state, row.metrics, row.error, row.started_at,
-                                row.finished_at, row.fidelity))
-        strategy = cls._restore_strategy(storage.load_state(study_id), problem, make_strategy, trials)
+                                row.finished_at, row.fidelity, _frozen_curve(curves.get(row.number, []))))
+        strategy, bracket = cls._restore_strategy(storage.load_state(study_id), problem, make_strategy, trials)
         study = cls(problem, strategy, evaluator, storage, name, study_id)
+        study.curves = curves
+        study.bracket = bracket
         for t in trials:
             if t.state.finished:
                 study.trials[t.number] = t
@@ -95,13 +102,15 @@ class Study:
 
     @staticmethod
     def _restore_strategy(state: bytes | None, problem: Problem, make_strategy: Callable[[], Strategy],
-                          trials: Sequence[Trial]) -> Strategy:
+                          trials: Sequence[Trial]) -> tuple[Strategy, Bracket | None]:
         if state is not None:
             try:
-                strategy = pickle.loads(state)
+                snap = pickle.loads(state)
+                # schema 1 stored the bare strategy; later versions a dict with the bracket too
+                strategy, bracket = (snap.get("strategy"), snap.get("bracket")) if isinstance(snap, dict) else (snap, None)
                 if isinstance(strategy, Strategy):
                     strategy.attach(problem)
-                    return strategy
+                    return strategy, bracket
             except Exception:  # noqa: BLE001 - an unreadable snapshot falls back to replay
                 pass
         # Rebuild from the stored trials: tell every finished one, re-register running ones.
@@ -111,7 +120,7 @@ class Study:
                 strategy.tell(t)
             else:
                 strategy.mark_pending(t.arch)
-        return strategy
+        return strategy, None
 
     # -- ask / tell -------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[PendingTrial]:
@@ -130,8 +139,12 @@ class Study:
         return out
 
     def tell(self, number: int, metrics: Mapping[str, float] | None = None, error: str | None = None,
-             finished_at: float | None = None) -> Trial:
-        """Finish trial ``number`` with its metrics, or with an error message."""
+             finished_at: float | None = None, fidelity: float | None = None, pruned: bool = False) -> Trial:
+        """Finish trial ``number`` with its metrics, or with an error message.
+
+        ``pruned`` marks a trial stopped at the lower ``fidelity`` (its metrics are that
+        fidelity's); it counts against the budget but never as a result.
+        """
         pending = self._running.pop(number, None)
         if pending is None:
             raise StudyError(f"trial {number} is not running in study {self.name!r}")
@@ -142,42 +155,119 @@ class Study:
                    if not isinstance(metrics.get(o.metric), (int, float)) or not math.isfinite(metrics[o.metric])]
             if bad:
                 error = f"objective metric {bad[0]!r} is missing or not finite ({metrics.get(bad[0])!r})"
+            elif pruned:
+                state = TrialState.PRUNED
             else:
                 state = TrialState.COMPLETE if self.problem.feasible_metrics(metrics) else TrialState.INFEASIBLE
-        trial = Trial(number, pending.arch, state, metrics, error, pending.started_at, finished_at or time.time())
+        trial = Trial(number, pending.arch, state, metrics, error, pending.started_at, finished_at or time.time(),
+                      fidelity, _frozen_curve(self.curves.get(number, [])))
         self.strategy.tell(trial)
         if self.storage is not None and self.study_id is not None:
             self.storage.finish_trial(self.study_id, number, state, metrics, error, trial.started_at,
-                                      trial.finished_at or time.time(), self._snapshot())
+                                      trial.finished_at or time.time(), self._snapshot(), fidelity)
         self.trials[number] = trial
         return trial
 
+    def report(self, number: int, step: float, metrics: Mapping[str, float]) -> None:
+        """Record running trial ``number``'s metrics at fidelity ``step`` (one point of its learning curve)."""
+        if number not in self._running:
+            raise StudyError(f"trial {number} is not running in study {self.name!r}")
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        curve = [(s, m) for s, m in self.curves.get(number, []) if s != float(step)]
+        curve.append((float(step), clean))
+        curve.sort(key=lambda p: p[0])
+        self.curves[number] = curve
+        if self.storage is not None and self.study_id is not None:
+            self.storage.report(self.study_id, number, float(step), clean)
+
     def _snapshot(self) -> bytes:
-        return pickle.dumps(self.strategy, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps({"strategy": self.strategy, "bracket": self.bracket}, protocol=pickle.HIGHEST_PROTOCOL)
 
     # -- running --------------------------------------------------------------------------
-    def evaluate(self, pending: PendingTrial) -> Trial:
-        """Evaluate one asked trial in this process and tell the result."""
+    def evaluate(self, pending: PendingTrial, stopper: CurveStopper | None = None) -> Trial:
+        """Evaluate one asked trial in this process at full fidelity and tell the result.
+
+        With a ``stopper``, the evaluator's per-step reports (epochs) are checked against
+        the finished trials' learning curves and a hopeless trial is stopped as pruned.
+        """
+        metrics, error, stopped, step = self._run(pending, None, stopper)
+        return self.tell(pending.number, metrics, error, fidelity=step, pruned=stopped)
+
+    def _run(self, pending: PendingTrial, fidelity: float | None,
+             stopper: CurveStopper | None) -> tuple[dict[str, float], str | None, bool, float | None]:
+        """(metrics, error, stopped early, last step reported) for one evaluation."""
         if self.evaluator is None:
             raise StudyError("this study has no evaluator; use ask() and tell() instead")
+        number = pending.number
+        stopped = False
+        last: list[float] = []
+
+        def on_step(step: float, metrics: Mapping[str, float]) -> bool:
+            nonlocal stopped
+            self.report(number, step, metrics)
+            last[:] = [float(step)]
+            if stopper is not None and stopper.should_stop(self._score_curve(number), self._finished_curves()):
+                stopped = True
+            return stopped
+
         try:
-            metrics = self.evaluator.evaluate(pending.arch)
+            metrics = dict(self.evaluator.evaluate_curve(pending.arch, fidelity, on_step))
             error = None
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - any evaluation failure is recorded, never fatal
             metrics, error = {}, f"{type(exc).__name__}: {exc}".strip()
-        return self.tell(pending.number, metrics, error)
+        step = fidelity if fidelity is not None else (last[0] if last else None)
+        return metrics, error, stopped, step
+
+    def _score_curve(self, number: int) -> list[tuple[float, float]]:
+        """(step, first-objective score) of a trial's reported curve."""
+        obj = self.problem.objectives[0]
+        return [(s, obj.score(m)) for s, m in self.curves.get(number, []) if obj.metric in m]
+
+    def _finished_curves(self) -> list[list[tuple[float, float]]]:
+        out = []
+        for t in self.trials.values():
+            if t.state is TrialState.COMPLETE:
+                curve = self._score_curve(t.number)
+                if curve:
+                    out.append(curve)
+        return out
 
     def optimize(self, budget: int, batch_size: int = 1, progress: bool = False,
-                 callback: Callable[["Study", Trial], None] | None = None) -> None:
-        """Run until ``budget`` trials have finished (counting those already stored)."""
+                 callback: Callable[["Study", Trial], None] | None = None, schedule: Schedule | None = None,
+                 stopper: CurveStopper | None = None) -> None:
+        """Run until ``budget`` trials (architectures) have finished, counting those already stored.
+
+        ``schedule`` runs successive-halving / Hyperband brackets over the evaluator's
+        fidelity (pruned architectures count against the budget); ``stopper`` stops
+        hopeless trials early from their learning curves.
+        """
         if not isinstance(budget, int) or budget <= 0:
             raise ArchscoutError(f"budget must be a positive number of trials, not {budget!r}")
         self.check_constraints_possible()
+        if schedule is not None and not getattr(self.evaluator, "supports_fidelity", False):
+            raise StudyError(f"the {getattr(self.evaluator, 'name', 'given')} evaluator has a single fidelity; "
+                             "multi-fidelity schedules need one that trains (e.g. --evaluator train)")
         bar = _progress(progress, budget, len(self.trials), self.name)
+
+        def finished(trial: Trial) -> None:
+            if bar is not None:
+                bar.update(1)
+                best = self.best()
+                if best is not None:
+                    bar.set_postfix_str(_postfix(self.problem, best))
+            if callback is not None:
+                callback(self, trial)
+
         try:
             while len(self.trials) < budget:
+                if schedule is not None:
+                    if not self._next_bracket(schedule, budget):
+                        self._stop_empty()
+                        break
+                    self._run_bracket(self.bracket, stopper, finished)  # type: ignore[arg-type]
+                    continue
                 todo = sorted(self._running.values(), key=lambda p: p.number)
                 if not todo:
                     want = min(batch_size, budget - len(self.trials))
@@ -186,17 +276,82 @@ class Study:
                         self._stop_empty()
                         break
                 for pending in todo:
-                    trial = self.evaluate(pending)
-                    if bar is not None:
-                        bar.update(1)
-                        best = self.best()
-                        if best is not None:
-                            bar.set_postfix_str(_postfix(self.problem, best))
-                    if callback is not None:
-                        callback(self, trial)
+                    finished(self.evaluate(pending, stopper))
         finally:
             if bar is not None:
                 bar.close()
+
+    # -- multi-fidelity brackets -----------------------------------------------------------
+    def _next_bracket(self, schedule: Schedule, budget: int) -> bool:
+        """Keep the unfinished bracket, or ask the architectures of a new one; False when none are left."""
+        b = self.bracket
+        if b is not None and any(n in self._running for n in b.members()):
+            return True
+        if self._running:  # running trials without a bracket (state replayed): give them one
+            numbers = sorted(self._running)
+            rungs = schedule.bracket(schedule.bracket_index(numbers[0]), numbers[0], len(numbers)).rungs
+            self.bracket = Bracket(numbers[0], numbers[-1] - numbers[0] + 1, rungs)
+            return True
+        limit = budget - len(self.trials)
+        index = schedule.bracket_index(self._next_number)
+        self.bracket = schedule.bracket(index, self._next_number, limit)
+        asked = self.ask(self.bracket.size)  # the snapshot written with the ask holds the bracket
+        if not asked:
+            self.bracket = None
+            return False
+        numbers = [p.number for p in asked]
+        if numbers != list(self.bracket.members()):
+            self.bracket = schedule.bracket(index, numbers[0], len(numbers))
+            if numbers != list(self.bracket.members()):
+                raise StudyError("trial numbers of a bracket are not consecutive; is another process "
+                                 "writing to this study?")
+            self._save_snapshot()
+        return True
+
+    def _run_bracket(self, bracket: Bracket, stopper: CurveStopper | None,
+                     finished: Callable[[Trial], None]) -> None:
+        """Run (or resume) a bracket: every decision is re-derived from the stored curves."""
+        obj = self.problem.objectives[0]
+        candidates = list(bracket.members())
+        prev: float | None = None
+        for i, rung in enumerate(bracket.rungs):
+            last = i == len(bracket.rungs) - 1
+            if prev is None:
+                members = candidates
+            else:
+                results = {n: self._score_at(n, prev, obj) for n in candidates}
+                members = rank_for_rung(candidates, results, rung.keep)
+                for n in candidates:  # losers of the previous rung stop here
+                    if n in self._running and n not in members:
+                        finished(self.tell(n, self._metrics_at(n, prev), fidelity=prev, pruned=True))
+            for n in sorted(members):
+                pending = self._running.get(n)
+                if pending is None or (not last and self._metrics_at(n, rung.fidelity) is not None):
+                    continue
+                metrics, error, stopped, step = self._run(pending, rung.fidelity, stopper)
+                if error is None and not stopped and self._metrics_at(n, rung.fidelity) is None:
+                    self.report(n, rung.fidelity, metrics)  # evaluators without per-step reports
+                if error is not None or stopped or last:
+                    finished(self.tell(n, metrics, error, fidelity=step, pruned=stopped))
+            candidates = [n for n in members if n in self._running]
+            prev = rung.fidelity
+        self.bracket = None
+
+    def _metrics_at(self, number: int, step: float) -> dict[str, float] | None:
+        for s, m in self.curves.get(number, []):
+            if s == step:
+                return m
+        return None
+
+    def _score_at(self, number: int, step: float, obj: Any) -> float | None:
+        m = self._metrics_at(number, step)
+        if m is None or obj.metric not in m or not math.isfinite(m[obj.metric]):
+            return None
+        return obj.score(m)
+
+    def _save_snapshot(self) -> None:
+        if self.storage is not None and self.study_id is not None:
+            self.storage.save_state(self.study_id, self._snapshot())
 
     def _stop_empty(self) -> None:
         if not self.trials and self.strategy.rejected:
@@ -235,6 +390,10 @@ class Study:
             return []
         pts = np.array([self.problem.scores(t.metrics) for t in done])
         return [t for t, keep in zip(done, pareto_mask(pts)) if keep]
+
+
+def _frozen_curve(curve: Sequence[tuple[float, Mapping[str, float]]]) -> tuple[tuple[float, Mapping[str, float]], ...]:
+    return tuple((float(step), dict(metrics)) for step, metrics in curve)
 
 
 def _short(value: Any) -> str:
