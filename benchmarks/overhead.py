@@ -20,7 +20,7 @@ from archscout.trial import Trial, TrialState
 
 def measure(name: str, ev: NasBenchGraph, warm: int, n: int) -> float:
     problem = Problem(ev.space, [Objective("valid_perf")], admissible=ev.contains)
-    strategy = make_strategy(name, problem, seed=0)
+    strategy = make_strategy(name, problem, 0)
     times: list[float] = []
     for i in range(warm + n):
         t0 = time.perf_counter()

@@ -348,6 +348,8 @@ def test_schema_1_database_is_migrated_in_place_without_losing_trials(tmp_path: 
     storage.dispose()
     with sqlite3.connect(path) as conn:  # make it look like a database written by schema 1
         conn.execute("DROP TABLE intermediate")
+        for column in ("owner", "heartbeat_at", "retries"):  # added by schema 3
+            conn.execute(f"ALTER TABLE trials DROP COLUMN {column}")
         conn.execute("UPDATE archscout_meta SET value = '1' WHERE key = 'schema_version'")
     conn.close()
     again = Storage(url)

@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--constraint", action="append", default=[], metavar="EXPR",
                    help="hard budget such as 'latency<=0.004' (repeatable)")
     s.add_argument("--batch-size", type=_positive_int, default=1, help="architectures asked at once")
+    s.add_argument("--workers", type=_positive_int, default=1,
+                   help="evaluate this many trials at once in worker processes (default 1: in this process)")
+    s.add_argument("--executor", choices=("process", "ray"), default="process",
+                   help="where --workers run: local processes, or Ray (needs the ray extra)")
+    s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="stop (and record as failed) a trial running longer than this (needs --workers)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
@@ -238,6 +245,28 @@ def _schedule_and_stopper(args: argparse.Namespace, evaluator: Any) -> tuple[Any
     return schedule, stopper
 
 
+def _executor(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The executor for --workers/--executor (None: evaluate in this process) and a worker-side factory."""
+    if args.trial_timeout is not None and args.trial_timeout <= 0:
+        raise ArchscoutError(f"--trial-timeout must be positive, not {args.trial_timeout:g}")
+    if args.workers == 1 and args.executor == "process" and args.trial_timeout is None:
+        return None, None
+    if args.schedule != "none" or args.early_stop != "none":
+        raise ArchscoutError("--schedule and --early-stop run in one process; drop --workers/--trial-timeout")
+    factory = None
+    if args.evaluator != "train":
+        import functools
+
+        factory = functools.partial(make_evaluator, args.benchmark, args.space)
+    if args.executor == "ray":
+        from .study.ray_executor import RayExecutor
+
+        return RayExecutor(args.workers, address=args.address, trial_timeout_s=args.trial_timeout), factory
+    from .study.executors import ProcessExecutor
+
+    return ProcessExecutor(args.workers, trial_timeout_s=args.trial_timeout), factory
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .report import summarize
     from .study import Storage, Study
@@ -251,7 +280,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         name = args.study or f"{args.benchmark.replace('/', '_')}-{strategy}-seed{args.seed}"
         evaluator = make_evaluator(args.benchmark, args.space)
+    if not name.isprintable() or not name.strip():
+        raise ArchscoutError(f"study name {name!r} must be printable text on one line")
     schedule, stopper = _schedule_and_stopper(args, evaluator)
+    _executor(args)  # option errors before anything is stored
     space = evaluator.space
     if space is None:
         raise ArchscoutError(f"{evaluator.name} defines no search space")
@@ -260,6 +292,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     problem = Problem(space, objectives, constraints, cheap_metrics=evaluator.cheap_metrics,
                       admissible=evaluator.contains)
     options = dict(args.strategy_option)
+    if "seed" in options:
+        raise ArchscoutError("set the seed with --seed, not --strategy-option seed=...")
     # Build one strategy first: bad names/options and impossible budgets fail before storage is touched.
     Study(problem, make_strategy(strategy, problem, args.seed, **options), evaluator).check_constraints_possible()
     config = {"study": name, "evaluator": evaluator.describe(), "strategy": strategy,
@@ -273,8 +307,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     storage = Storage(args.storage)
     study = Study.open(storage, name, problem, lambda: make_strategy(strategy, problem, args.seed, **options),
                        evaluator, config)
+    executor, factory = _executor(args)
     study.optimize(args.budget, batch_size=args.batch_size, progress=not args.no_progress,
-                   schedule=schedule, stopper=stopper)
+                   schedule=schedule, stopper=stopper, executor=executor, evaluator_factory=factory)
     from .report import load_study
 
     summary = summarize(*load_study(storage, name))

@@ -10,6 +10,7 @@ from .analysis.pareto import pareto_mask
 from .errors import ArchscoutError, StudyError
 from .problem import Objective
 from .study.storage import Storage, StoredTrial
+from .space.spec import printable
 from .trial import TrialState
 
 
@@ -17,7 +18,7 @@ def load_study(storage: Storage, name: str) -> tuple[dict[str, Any], list[Stored
     found = storage.get_study(name)
     if found is None:
         names = storage.study_names()
-        hint = f" (studies here: {', '.join(names[:5])})" if names else " (this storage holds no study)"
+        hint = f" (studies here: {', '.join(map(printable, names[:5]))})" if names else " (this storage holds no study)"
         raise StudyError(f"no study named {name!r}{hint}")
     study_id, config = found
     return config, storage.load_trials(study_id)

@@ -57,7 +57,8 @@ class Constraint:
             try:  # evaluated as floats, like the metrics: no unbounded integer arithmetic
                 float(node.value)
             except OverflowError:
-                raise ConstraintError(f"constraint {self.text!r}: the number {self._source(node)!r} is too large") from None
+                raise ConstraintError(f"constraint {self.text!r}: the number {self._source(node)!r} "
+                                      "is too large") from None
         elif isinstance(node, ast.BinOp) and type(node.op) in _BIN:
             self._check(node.left)
             self._check(node.right)

@@ -59,6 +59,13 @@ class Strategy(ABC):
         self._seen.add(arch.key)
         self._pending[arch.key] = arch
 
+    def release(self, arch: Architecture, may_ask_again: bool = False) -> None:
+        """Forget that ``arch`` is running here (it was not stored: another process has it, or
+        the budget is spent). With ``may_ask_again`` it can be proposed again later."""
+        self._pending.pop(arch.key, None)
+        if may_ask_again:
+            self._seen.discard(arch.key)
+
     def tell(self, trial: Trial) -> None:
         """Record a finished trial (from this strategy's ask, another worker, or a user)."""
         if not trial.state.finished:
@@ -173,6 +180,12 @@ class Strategy(ABC):
         """Re-bind the problem after unpickling a saved strategy state."""
         self.problem = problem
         self.space = problem.space
+
+
+def require(condition: bool, message: str) -> None:
+    """Validate a strategy option (make_strategy turns the ValueError into a one-line error)."""
+    if not condition:
+        raise ValueError(message)
 
 
 def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

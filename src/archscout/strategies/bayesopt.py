@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from ..problem import Problem
 from ..space import Architecture
 from ..trial import Trial
-from .base import Strategy
+from .base import Strategy, require
 from .gp import GaussianProcess
 
 ENCODINGS = ("stats",)  # genotype one-hot + cell summaries (see SearchSpace.encode)
@@ -54,8 +54,10 @@ class PredictorBO(Strategy):
                  encodings: tuple[str, ...] = ENCODINGS, noisy_ei: bool = True, pool_size: int = 20000,
                  cost_features: bool = False) -> None:
         super().__init__(problem, seed)
-        if acquisition not in ("ei", "ucb", "mean"):
-            raise ValueError(f"acquisition must be 'ei', 'ucb' or 'mean', not {acquisition!r}")
+        require(acquisition in ("ei", "ucb", "mean"), f"acquisition must be 'ei', 'ucb' or 'mean', not {acquisition!r}")
+        require(initial >= 1 and top_k >= 0 and n_random >= 0, "initial must be >= 1; top_k and n_random >= 0")
+        require(max_train >= 2 and retune_every >= 1 and pool_size >= 1,
+                "max_train must be >= 2, retune_every and pool_size >= 1")
         self.initial, self.top_k, self.n_random = initial, top_k, n_random
         self.acquisition, self.max_train, self.retune_every = acquisition, max_train, retune_every
         self.encodings, self.noisy_ei, self.pool_size = tuple(encodings), noisy_ei, pool_size

@@ -6,7 +6,7 @@ from collections import deque
 from ..problem import Problem
 from ..space import Architecture
 from ..trial import Trial
-from .base import Strategy
+from .base import Strategy, require
 
 
 class RegularizedEvolution(Strategy):
@@ -21,6 +21,8 @@ class RegularizedEvolution(Strategy):
 
     def __init__(self, problem: Problem, seed: int = 0, population_size: int = 20, sample_size: int = 5) -> None:
         super().__init__(problem, seed)
+        require(population_size >= 1, f"population_size must be >= 1, not {population_size}")
+        require(1 <= sample_size, f"sample_size must be >= 1, not {sample_size}")
         self.population_size = population_size
         self.sample_size = sample_size
         self.population: deque[Trial] = deque()

@@ -8,7 +8,7 @@ from ..analysis.pareto import crowding_distance, nondominated_sort
 from ..problem import Problem
 from ..space import Architecture
 from ..trial import Trial, TrialState
-from .base import Strategy
+from .base import Strategy, require
 
 
 class NSGA2(Strategy):
@@ -25,6 +25,9 @@ class NSGA2(Strategy):
     def __init__(self, problem: Problem, seed: int = 0, population_size: int = 20, crossover_prob: float = 0.9,
                  mutation_rate: float = 0.05) -> None:
         super().__init__(problem, seed)
+        require(population_size >= 2, f"population_size must be >= 2, not {population_size}")
+        require(0.0 <= crossover_prob <= 1.0, f"crossover_prob must be in [0, 1], not {crossover_prob}")
+        require(0.0 <= mutation_rate <= 1.0, f"mutation_rate must be in [0, 1], not {mutation_rate}")
         self.population_size = population_size
         self.crossover_prob = crossover_prob
         self.mutation_rate = mutation_rate

@@ -9,7 +9,7 @@ import numpy as np
 from ..problem import Problem
 from ..space import Architecture
 from ..trial import Trial, TrialState
-from .base import Strategy
+from .base import Strategy, require
 
 CONTINUOUS_BINS = 10  # continuous decisions are sampled from this many equal bins
 
@@ -32,6 +32,8 @@ class Reinforce(Strategy):
     def __init__(self, problem: Problem, seed: int = 0, lr: float = 0.2, baseline_decay: float = 0.9,
                  w: float = -0.07, target: float | None = None) -> None:
         super().__init__(problem, seed)
+        require(lr > 0, f"lr must be > 0, not {lr}")
+        require(0.0 <= baseline_decay < 1.0, f"baseline_decay must be in [0, 1), not {baseline_decay}")
         self.lr, self.baseline_decay, self.w = lr, baseline_decay, w
         self.sizes = [d.n or CONTINUOUS_BINS for d in self.space.dims]
         self.logits = [np.zeros(n) for n in self.sizes]

@@ -26,7 +26,7 @@ from ..errors import StorageError, StudyError
 from ..space import Architecture
 from ..trial import TrialState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # PostgreSQL advisory lock held while a Storage creates or migrates the schema (any constant; "arch" in ASCII)
 PREPARE_LOCK_KEY = 0x61726368
@@ -58,6 +58,9 @@ trials_table = sa.Table(
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("fidelity", sa.Float, nullable=True),
+    sa.Column("owner", sa.String(160), nullable=True),        # the driver process running it
+    sa.Column("heartbeat_at", sa.Float, nullable=True),       # last sign of life from that driver
+    sa.Column("retries", sa.Integer, nullable=False, server_default="0"),  # re-runs after dead drivers
     sa.UniqueConstraint("study_id", "number", name="uq_trial_number"),
     sa.UniqueConstraint("study_id", "arch_key", name="uq_trial_arch"),
 )
@@ -77,8 +80,16 @@ def _migrate_1_to_2(conn: sa.Connection) -> None:
     intermediate_table.create(conn, checkfirst=True)
 
 
+def _migrate_2_to_3(conn: sa.Connection) -> None:
+    """Schema 3 records which driver runs a trial, its heartbeat, and how often it was re-run."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("trials")}
+    for name, ddl in (("owner", "VARCHAR(160)"), ("heartbeat_at", "FLOAT"), ("retries", "INTEGER NOT NULL DEFAULT 0")):
+        if name not in present:
+            conn.execute(sa.text(f"ALTER TABLE trials ADD COLUMN {name} {ddl}"))
+
+
 # version -> function that upgrades a database from that version to the next one
-MIGRATIONS = {1: _migrate_1_to_2}
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def _json_metrics(metrics: Mapping[str, Any]) -> str:
@@ -96,10 +107,15 @@ def _parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
+class StudyExists(StudyError):
+    """Raised by create_study when another process created the study first."""
+
+
 class StoredTrial:
     """A trial row before its architecture is re-validated against a space."""
 
-    __slots__ = ("number", "key", "arch", "state", "metrics", "error", "started_at", "finished_at", "fidelity")
+    __slots__ = ("number", "key", "arch", "state", "metrics", "error", "started_at", "finished_at", "fidelity",
+                 "owner", "heartbeat_at", "retries")
 
     def __init__(self, row: Any) -> None:
         self.number = row.number
@@ -109,6 +125,7 @@ class StoredTrial:
         self.metrics = _parse_metrics(row.metrics)
         self.error = row.error
         self.started_at, self.finished_at, self.fidelity = row.started_at, row.finished_at, row.fidelity
+        self.owner, self.heartbeat_at, self.retries = row.owner, row.heartbeat_at, int(row.retries or 0)
 
 
 class Storage:
@@ -130,6 +147,7 @@ class Storage:
             self._check_sqlite_file(parsed.database, create)
             self.engine = sa.create_engine(url, connect_args={"timeout": 60})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
         else:
             try:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
@@ -143,6 +161,8 @@ class Storage:
         """Refuse foreign, corrupt or newer files through a read-only look, before any write."""
         if not path or path == ":memory:":
             return
+        if "\x00" in path:
+            raise StorageError(f"database path {path!r} contains a NUL byte")
         if os.path.isdir(path):
             raise StorageError(f"{path} is a directory, not a database file")
         parent = os.path.dirname(os.path.abspath(path))
@@ -171,7 +191,7 @@ class Storage:
 
     def _prepare(self, create: bool) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self.engine.execution_options(archscout_write=True).begin() as conn:
                 if conn.dialect.name == "postgresql":  # processes opening at once: one creates/migrates, others wait
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PREPARE_LOCK_KEY})
                 tables = set(sa.inspect(conn).get_table_names())
@@ -219,7 +239,7 @@ class Storage:
                     name=name, config=json.dumps(config, sort_keys=True), created_at=time.time()))
                 return int(res.inserted_primary_key[0])
         except IntegrityError:
-            raise StudyError(f"study {name!r} already exists") from None
+            raise StudyExists(f"study {name!r} already exists") from None
 
     def study_names(self) -> list[str]:
         with self._conn() as conn:
@@ -231,34 +251,107 @@ class Storage:
         return row[0] if row else None
 
     # -- trials -------------------------------------------------------------------
-    def add_trials(self, study_id: int, archs: Sequence[Architecture], state: bytes | None) -> list[int]:
-        """Insert RUNNING trials for ``archs`` and save the strategy state, atomically."""
+    def add_trials(self, study_id: int, archs: Sequence[Architecture], state: bytes | None, owner: str | None = None,
+                   budget: int | None = None) -> list[int | None]:
+        """Insert RUNNING trials for ``archs`` and save the strategy state, atomically.
+
+        Returns each architecture's trial number, or None for one not inserted: already in
+        the study (another process took it) or beyond ``budget`` trials in the study. The
+        study's row is locked for the transaction, so processes sharing a study never
+        exceed the budget or store an architecture twice.
+        """
         now = time.time()
         with self._begin() as conn:
-            top = conn.execute(sa.select(sa.func.max(trials_table.c.number))
-                               .where(trials_table.c.study_id == study_id)).scalar()
-            first = 0 if top is None else int(top) + 1
-            numbers = list(range(first, first + len(archs)))
-            if archs:
-                conn.execute(trials_table.insert(), [
-                    {"study_id": study_id, "number": n, "arch_key": a.key, "arch": a.to_json(),
-                     "state": TrialState.RUNNING.value, "metrics": "{}", "started_at": now}
-                    for n, a in zip(numbers, archs)])
+            self._lock_study(conn, study_id)
+            rows = conn.execute(sa.select(trials_table.c.number, trials_table.c.arch_key)
+                                .where(trials_table.c.study_id == study_id)).all()
+            taken = {r.arch_key for r in rows}
+            top = max((r.number for r in rows), default=-1)
+            room = len(archs) if budget is None else max(0, budget - len(rows))
+            out: list[int | None] = []
+            new = []
+            for a in archs:
+                if a.key in taken or room <= 0:
+                    out.append(None)
+                    continue
+                top += 1
+                room -= 1
+                taken.add(a.key)
+                out.append(top)
+                new.append({"study_id": study_id, "number": top, "arch_key": a.key, "arch": a.to_json(),
+                            "state": TrialState.RUNNING.value, "metrics": "{}", "started_at": now,
+                            "owner": owner, "heartbeat_at": now, "retries": 0})
+            if new:
+                conn.execute(trials_table.insert(), new)
             if state is not None:
                 self._save_state(conn, study_id, state)
-        return numbers
+        return out
+
+    def heartbeat(self, study_id: int, owner: str, numbers: Sequence[int]) -> None:
+        """Mark ``owner``'s running trials ``numbers`` as alive now."""
+        if not numbers:
+            return
+        with self._begin() as conn:
+            conn.execute(trials_table.update()
+                         .where(trials_table.c.study_id == study_id, trials_table.c.number.in_(list(numbers)),
+                                trials_table.c.owner == owner, trials_table.c.state == TrialState.RUNNING.value)
+                         .values(heartbeat_at=time.time()))
+
+    def claim_abandoned(self, study_id: int, owner: str, is_dead: Any, max_retries: int) -> tuple[list[int], list[int]]:
+        """Take over running trials whose driver is dead (``is_dead(row) -> bool``).
+
+        A taken trial is re-run by ``owner`` under its number (``retries`` + 1); one that
+        already used ``max_retries`` re-runs is marked failed instead. Returns (claimed
+        numbers, numbers marked failed).
+        """
+        claimed, failed = [], []
+        now = time.time()
+        with self._begin() as conn:
+            self._lock_study(conn, study_id)
+            rows = conn.execute(sa.select(trials_table).where(trials_table.c.study_id == study_id,
+                                                              trials_table.c.state == TrialState.RUNNING.value)).all()
+            for row in rows:
+                if row.owner == owner or not is_dead(row):
+                    continue
+                where = (trials_table.c.study_id == study_id, trials_table.c.number == row.number)
+                retries = int(row.retries or 0)
+                if retries >= max_retries:
+                    conn.execute(trials_table.update().where(*where).values(
+                        state=TrialState.FAILED.value, finished_at=now,
+                        error=f"abandoned: its driver died {retries + 1} times (owner {row.owner})"))
+                    failed.append(int(row.number))
+                else:
+                    conn.execute(trials_table.update().where(*where).values(
+                        owner=owner, heartbeat_at=now, started_at=now, retries=retries + 1))
+                    claimed.append(int(row.number))
+        return claimed, failed
+
+    def _lock_study(self, conn: sa.Connection, study_id: int) -> None:
+        """Serialise writers of one study (SQLite: the IMMEDIATE transaction already does)."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(studies_table.c.id).where(studies_table.c.id == study_id).with_for_update())
 
     def finish_trial(self, study_id: int, number: int, state: TrialState, metrics: Mapping[str, Any],
                      error: str | None, started_at: float | None, finished_at: float, strategy_state: bytes | None,
-                     fidelity: float | None = None) -> None:
-        """Record a trial's outcome and the strategy state that has learnt from it, atomically."""
+                     fidelity: float | None = None, owner: str | None = None) -> bool:
+        """Record a trial's outcome and the strategy state that has learnt from it, atomically.
+
+        With ``owner``, only a trial still running under that owner is finished (another
+        process may have taken it over); returns whether the trial was written.
+        """
         with self._begin() as conn:
-            conn.execute(trials_table.update()
-                         .where(trials_table.c.study_id == study_id, trials_table.c.number == number)
-                         .values(state=state.value, metrics=_json_metrics(metrics), error=error,
-                                 started_at=started_at, finished_at=finished_at, fidelity=fidelity))
+            where = [trials_table.c.study_id == study_id, trials_table.c.number == number]
+            if owner is not None:
+                where += [trials_table.c.state == TrialState.RUNNING.value,
+                          sa.or_(trials_table.c.owner == owner, trials_table.c.owner.is_(None))]
+            res = conn.execute(trials_table.update().where(*where)
+                               .values(state=state.value, metrics=_json_metrics(metrics), error=error,
+                                       started_at=started_at, finished_at=finished_at, fidelity=fidelity))
+            if res.rowcount == 0:
+                return False
             if strategy_state is not None:
                 self._save_state(conn, study_id, strategy_state)
+        return True
 
     def load_trials(self, study_id: int) -> list[StoredTrial]:
         with self._conn() as conn:
@@ -304,7 +397,9 @@ class Storage:
         return _Guard(self, self.engine.connect())
 
     def _begin(self) -> Any:
-        return _Guard(self, self.engine.begin())
+        """A write transaction; on SQLite it starts with BEGIN IMMEDIATE (takes the write lock
+        at once, so concurrent writers queue instead of failing on a stale snapshot)."""
+        return _Guard(self, self.engine.execution_options(archscout_write=True).begin())
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -351,11 +446,16 @@ def _check_tables(where: str, tables: set[str], version: Any) -> None:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # transactions are begun by _sqlite_begin (SQLAlchemy's recipe)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("archscout_write") else "BEGIN")
 
 
 def _one_line(exc: BaseException) -> str:

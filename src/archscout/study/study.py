@@ -8,10 +8,11 @@ and with a deterministic evaluator the final result equals an uninterrupted run'
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,10 @@ from ..problem import Problem
 from ..space import Architecture
 from ..strategies.base import Strategy
 from ..trial import Trial, TrialState
+from .executors import Executor, TrialResult
 from .fidelity import Bracket, CurveStopper, Schedule, rank_for_rung
-from .storage import Storage
+from .liveness import HEARTBEAT_S, Heartbeat, is_abandoned, process_identity
+from .storage import Storage, StoredTrial, StudyExists
 
 # Settings that must match when a stored study is reopened.
 IDENTITY_KEYS = ("evaluator", "strategy", "strategy_options", "seed", "objectives", "constraints", "space")
@@ -62,6 +65,14 @@ class Study:
         # learning curves: trial number -> [(step, metrics)], steps ascending
         self.curves: dict[int, list[tuple[float, dict[str, float]]]] = {}
         self.bracket: Bracket | None = None  # the multi-fidelity bracket in progress
+        # Shared studies: this process's identity, trials other live processes are running,
+        # and how often a trial whose driver or worker died is run again.
+        self.owner = process_identity()
+        self._others: dict[int, Architecture] = {}
+        self.max_retries = 3
+        self._lost: dict[int, int] = {}
+        self._last_sync = 0.0
+        self._strategy_empty = False
 
     # -- opening --------------------------------------------------------------------
     @classmethod
@@ -70,35 +81,78 @@ class Study:
         """Create the study ``name`` in ``storage``, or resume it if it exists with the same settings."""
         found = storage.get_study(name)
         if found is None:
-            strategy = make_strategy()
-            study_id = storage.create_study(name, dict(config))
-            return cls(problem, strategy, evaluator, storage, name, study_id)
+            try:
+                study_id = storage.create_study(name, dict(config))
+                return cls(problem, make_strategy(), evaluator, storage, name, study_id)
+            except StudyExists:  # another process sharing the study created it first: join it
+                found = storage.get_study(name)
+                if found is None:
+                    raise
         study_id, stored = found
         for key in IDENTITY_KEYS:
             if key in config and stored.get(key) != config.get(key):
                 raise StudyError(f"study {name!r} exists with a different {key} ({_short(stored.get(key))}); "
                                  "use another --study name")
-        rows = storage.load_trials(study_id)
+        owner = process_identity()
+        # Trials whose driver died (killed, crashed, machine lost) are taken over and run again.
+        storage.claim_abandoned(study_id, owner, is_abandoned, max_retries=3)
         curves = storage.load_curves(study_id)
-        trials: list[Trial] = []
-        for row in rows:
+        loaded = cls._load(storage, study_id, name, problem, curves)
+        trials = [t for _, t in loaded]
+        strategy, bracket = cls._restore_strategy(storage.load_state(study_id), problem, make_strategy, trials)
+        study = cls(problem, strategy, evaluator, storage, name, study_id)
+        study.owner = owner
+        study.curves = curves
+        study.bracket = bracket
+        study._absorb(loaded)
+        return study
+
+    @staticmethod
+    def _load(storage: Storage, study_id: int, name: str, problem: Problem,
+              curves: Mapping[int, list[tuple[float, dict[str, float]]]]) -> list[tuple[StoredTrial, Trial]]:
+        out = []
+        for row in storage.load_trials(study_id):
             try:
                 arch = problem.space.make(row.arch)
             except SpaceError as exc:
                 raise StorageError(f"study {name!r}: trial {row.number} does not fit the space ({exc})") from None
-            trials.append(Trial(row.number, arch, row.state, row.metrics, row.error, row.started_at,
-                                row.finished_at, row.fidelity, _frozen_curve(curves.get(row.number, []))))
-        strategy, bracket = cls._restore_strategy(storage.load_state(study_id), problem, make_strategy, trials)
-        study = cls(problem, strategy, evaluator, storage, name, study_id)
-        study.curves = curves
-        study.bracket = bracket
-        for t in trials:
+            out.append((row, Trial(row.number, arch, row.state, row.metrics, row.error, row.started_at,
+                                   row.finished_at, row.fidelity, _frozen_curve(curves.get(row.number, [])))))
+        return out
+
+    def _absorb(self, loaded: Sequence[tuple[StoredTrial, Trial]]) -> None:
+        """Bring stored trials into this study: finished ones (also told to the strategy when it
+        has not seen them: other processes' results), this process's running ones, and other
+        live processes' running ones (pending for the strategy, never proposed again)."""
+        told = {t.arch.key for t in self.strategy.trials}
+        for row, t in loaded:
             if t.state.finished:
-                study.trials[t.number] = t
-            else:
-                study._running[t.number] = PendingTrial(t.number, t.arch, t.started_at or time.time())
-        study._next_number = max((t.number for t in trials), default=-1) + 1
-        return study
+                self._others.pop(t.number, None)
+                self._running.pop(t.number, None)  # finished here, or by a process that took it over
+                if t.number not in self.trials:
+                    self.trials[t.number] = t
+                    if t.arch.key not in told:
+                        self.strategy.tell(t)
+            elif row.owner == self.owner or row.owner is None:
+                if t.number not in self._running:
+                    self._running[t.number] = PendingTrial(t.number, t.arch, t.started_at or time.time())
+                    self.strategy.mark_pending(t.arch)
+            elif t.number not in self._running:
+                self._others[t.number] = t.arch
+                self.strategy.mark_pending(t.arch)
+        self._next_number = max([self._next_number - 1] + [t.number for _, t in loaded]) + 1
+
+    def sync(self, force: bool = True) -> None:
+        """Catch up with other processes sharing the stored study (their results, their running
+        trials) and take over trials whose driver died. ``force=False`` does it at most once a second."""
+        if self.storage is None or self.study_id is None:
+            return
+        now = time.time()
+        if not force and now - self._last_sync < 1.0:
+            return
+        self._last_sync = now
+        self.storage.claim_abandoned(self.study_id, self.owner, is_abandoned, self.max_retries)
+        self._absorb(self._load(self.storage, self.study_id, self.name, self.problem, {}))
 
     @staticmethod
     def _restore_strategy(state: bytes | None, problem: Problem, make_strategy: Callable[[], Strategy],
@@ -123,19 +177,26 @@ class Study:
         return strategy, None
 
     # -- ask / tell -------------------------------------------------------------------
-    def ask(self, n: int = 1) -> list[PendingTrial]:
-        """New trials to evaluate (fewer than ``n`` when the space is exhausted)."""
+    def ask(self, n: int = 1, budget: int | None = None) -> list[PendingTrial]:
+        """New trials to evaluate: fewer than ``n`` when the space is exhausted, or when the study
+        (counting every process sharing it) would exceed ``budget`` trials."""
         archs = self.strategy.ask(n)
+        self._strategy_empty = not archs
         if self.storage is not None and self.study_id is not None:
-            numbers = self.storage.add_trials(self.study_id, archs, self._snapshot())
+            numbers = self.storage.add_trials(self.study_id, archs, self._snapshot(), self.owner, budget)
         else:
-            numbers = list(range(self._next_number, self._next_number + len(archs)))
+            room = len(archs) if budget is None else max(0, budget - len(self.trials) - len(self._running))
+            numbers = [self._next_number + i if i < room else None for i in range(len(archs))]
         now = time.time()
-        out = [PendingTrial(num, a, now) for num, a in zip(numbers, archs)]
-        for p in out:
-            self._running[p.number] = p
-        if numbers:
-            self._next_number = max(numbers) + 1
+        out = []
+        for num, a in zip(numbers, archs):
+            if num is None:  # over the budget, or stored meanwhile by another process
+                self.strategy.release(a)
+                continue
+            out.append(PendingTrial(num, a, now))
+            self._running[num] = out[-1]
+        if out:
+            self._next_number = max(self._next_number, max(p.number for p in out) + 1)
         return out
 
     def tell(self, number: int, metrics: Mapping[str, float] | None = None, error: str | None = None,
@@ -162,9 +223,13 @@ class Study:
         trial = Trial(number, pending.arch, state, metrics, error, pending.started_at, finished_at or time.time(),
                       fidelity, _frozen_curve(self.curves.get(number, [])))
         self.strategy.tell(trial)
+        self._lost.pop(number, None)
         if self.storage is not None and self.study_id is not None:
-            self.storage.finish_trial(self.study_id, number, state, metrics, error, trial.started_at,
-                                      trial.finished_at or time.time(), self._snapshot(), fidelity)
+            written = self.storage.finish_trial(self.study_id, number, state, metrics, error, trial.started_at,
+                                                trial.finished_at or time.time(), self._snapshot(), fidelity,
+                                                owner=self.owner)
+            if not written:  # another process took this trial over meanwhile: its result stands
+                return trial
         self.trials[number] = trial
         return trial
 
@@ -236,12 +301,16 @@ class Study:
 
     def optimize(self, budget: int, batch_size: int = 1, progress: bool = False,
                  callback: Callable[["Study", Trial], None] | None = None, schedule: Schedule | None = None,
-                 stopper: CurveStopper | None = None) -> None:
-        """Run until ``budget`` trials (architectures) have finished, counting those already stored.
+                 stopper: CurveStopper | None = None, executor: Executor | None = None,
+                 evaluator_factory: Callable[[], Evaluator] | None = None) -> None:
+        """Run until ``budget`` trials (architectures) have finished, counting every process sharing the study.
 
         ``schedule`` runs successive-halving / Hyperband brackets over the evaluator's
         fidelity (pruned architectures count against the budget); ``stopper`` stops
-        hopeless trials early from their learning curves.
+        hopeless trials early from their learning curves. ``executor`` evaluates trials in
+        worker processes (or on Ray) while this process asks and tells asynchronously; the
+        workers build their evaluator with ``evaluator_factory`` when given (cheaper than
+        sending a large evaluator), else receive a copy of the study's.
         """
         if not isinstance(budget, int) or budget <= 0:
             raise ArchscoutError(f"budget must be a positive number of trials, not {budget!r}")
@@ -249,37 +318,123 @@ class Study:
         if schedule is not None and not getattr(self.evaluator, "supports_fidelity", False):
             raise StudyError(f"the {getattr(self.evaluator, 'name', 'given')} evaluator has a single fidelity; "
                              "multi-fidelity schedules need one that trains (e.g. --evaluator train)")
+        if executor is not None and (schedule is not None or stopper is not None):
+            raise StudyError("multi-fidelity schedules and early stopping run in the driver process; "
+                             "use them without worker processes")
         bar = _progress(progress, budget, len(self.trials), self.name)
 
         def finished(trial: Trial) -> None:
             if bar is not None:
-                bar.update(1)
+                bar.n = min(len(self.trials), budget)
                 best = self.best()
                 if best is not None:
-                    bar.set_postfix_str(_postfix(self.problem, best))
+                    bar.set_postfix_str(_postfix(self.problem, best), refresh=False)
+                bar.refresh()
             if callback is not None:
                 callback(self, trial)
 
+        beat = None
+        if self.storage is not None and self.study_id is not None:
+            storage, study_id = self.storage, self.study_id
+            beat = Heartbeat(lambda numbers: storage.heartbeat(study_id, self.owner, numbers),
+                             lambda: list(self._running), HEARTBEAT_S)
         try:
-            while len(self.trials) < budget:
-                if schedule is not None:
-                    if not self._next_bracket(schedule, budget):
-                        self._stop_empty()
-                        break
-                    self._run_bracket(self.bracket, stopper, finished)  # type: ignore[arg-type]
-                    continue
-                todo = sorted(self._running.values(), key=lambda p: p.number)
-                if not todo:
-                    want = min(batch_size, budget - len(self.trials))
-                    todo = self.ask(want)
-                    if not todo:
-                        self._stop_empty()
-                        break
-                for pending in todo:
-                    finished(self.evaluate(pending, stopper))
+            with beat or _nothing():
+                if executor is not None:
+                    self._optimize_async(budget, executor, evaluator_factory, finished)
+                else:
+                    self._optimize_here(budget, batch_size, schedule, stopper, finished)
         finally:
             if bar is not None:
                 bar.close()
+
+    def _optimize_here(self, budget: int, batch_size: int, schedule: Schedule | None, stopper: CurveStopper | None,
+                       finished: Callable[[Trial], None]) -> None:
+        """Evaluate in this process, one trial (or bracket) at a time."""
+        while True:
+            self.sync(force=False)
+            if len(self.trials) >= budget:
+                return
+            if schedule is not None:
+                if not self._next_bracket(schedule, budget):
+                    self._stop_empty()
+                    return
+                self._run_bracket(self.bracket, stopper, finished)  # type: ignore[arg-type]
+                continue
+            todo = sorted(self._running.values(), key=lambda p: p.number)
+            if not todo:
+                want = min(batch_size, budget - len(self.trials))
+                todo = self.ask(want, budget)
+                if not todo:
+                    if self._wait_for_others():
+                        continue
+                    self._stop_empty()
+                    return
+            for pending in todo:
+                if pending.number in self._running:
+                    finished(self.evaluate(pending, stopper))
+
+    def _wait_for_others(self) -> bool:
+        """When nothing can be asked but other processes still run trials of this study: wait a
+        moment and sync (their results, or their trials taken over if they died). False when
+        there is nothing to wait for."""
+        if self._strategy_empty or not self._others:
+            return False
+        time.sleep(0.2)
+        self.sync()
+        return True
+
+    def _optimize_async(self, budget: int, executor: Executor, factory: Callable[[], Evaluator] | None,
+                        finished: Callable[[Trial], None]) -> None:
+        """Keep every worker busy: ask when one is free, tell as results arrive (in any order)."""
+        if self.evaluator is None and factory is None:
+            raise StudyError("this study has no evaluator; use ask() and tell() instead")
+        executor.start(factory if factory is not None else self.evaluator)  # type: ignore[arg-type]
+        try:
+            while True:
+                self.sync(force=False)
+                if len(self.trials) >= budget:
+                    return
+                self._fill(executor, budget)
+                if not executor.in_flight():
+                    if self._running or self._wait_for_others():
+                        continue
+                    self._stop_empty()
+                    return
+                for result in executor.wait(timeout=1.0):
+                    trial = self._absorb_result(result)
+                    if trial is not None:
+                        finished(trial)
+        finally:
+            executor.shutdown()
+
+    def _fill(self, executor: Executor, budget: int) -> None:
+        flying = set(executor.in_flight())
+        while executor.free() > 0:
+            waiting = sorted(n for n in self._running if n not in flying)
+            if waiting:
+                pending = self._running[waiting[0]]
+            else:
+                asked = self.ask(1, budget)
+                if not asked:
+                    return
+                pending = asked[0]
+            executor.submit(pending.number, pending.arch, None)
+            flying.add(pending.number)
+
+    def _absorb_result(self, result: TrialResult) -> Trial | None:
+        """Tell a worker's result; a trial whose worker died is re-run up to ``max_retries`` times."""
+        if result.number not in self._running:
+            return None  # taken over by another process meanwhile
+        if result.lost:
+            self._lost[result.number] = self._lost.get(result.number, 0) + 1
+            if self._lost[result.number] <= self.max_retries:
+                return None  # stays running: submitted again by the next fill
+            result.error = f"{result.error} ({self._lost[result.number]} times)"
+        for step, metrics in result.curve:
+            self.report(result.number, step, metrics)
+        step = result.curve[-1][0] if result.curve else None
+        return self.tell(result.number, result.metrics, result.error, fidelity=step)
 
     # -- multi-fidelity brackets -----------------------------------------------------------
     def _next_bracket(self, schedule: Schedule, budget: int) -> bool:
@@ -390,6 +545,11 @@ class Study:
             return []
         pts = np.array([self.problem.scores(t.metrics) for t in done])
         return [t for t, keep in zip(done, pareto_mask(pts)) if keep]
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _frozen_curve(curve: Sequence[tuple[float, Mapping[str, float]]]) -> tuple[tuple[float, Mapping[str, float]], ...]:
