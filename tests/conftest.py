@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,20 @@ def run_archscout(*args: str, cwd: str | Path, timeout: float = CLI_TIMEOUT_S) -
     """Run ``python -m archscout ARGS`` in ``cwd``; never raises on a non-zero exit."""
     return subprocess.run([sys.executable, "-m", "archscout", *map(str, args)], cwd=str(cwd), env=cli_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_error_cases(cases: dict[str, tuple[list[str], Any]], tmp_path_factory: pytest.TempPathFactory,
+                    workers: int = 4) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """Run every ``cases[name][0]`` argument list in its own empty directory, a few at a time
+    (they are independent; running them concurrently keeps the suite fast)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(case: str) -> tuple[subprocess.CompletedProcess, Path]:
+        cwd = tmp_path_factory.mktemp(f"err-{case}")
+        return run_archscout(*cases[case][0], cwd=cwd), cwd
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(cases, pool.map(one, cases)))
 
 
 @pytest.fixture

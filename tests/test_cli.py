@@ -6,7 +6,6 @@ import json
 import sqlite3
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from archscout.strategies import available_strategies
 from archscout.strategies.optuna_peer import optuna_available
 
-from conftest import run_archscout
+from conftest import run_archscout, run_error_cases
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RunCli = Callable[..., subprocess.CompletedProcess]
@@ -215,14 +214,8 @@ ERRORS: dict[str, tuple[list[str], str | None]] = {
 
 @pytest.fixture(scope="module")
 def error_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
-    """Every ERRORS case, each in its own empty directory, run a few at a time (they are
-    independent; running them concurrently keeps the suite fast)."""
-    def one(case: str) -> tuple[subprocess.CompletedProcess, Path]:
-        cwd = tmp_path_factory.mktemp(f"err-{case}")
-        return run_archscout(*ERRORS[case][0], cwd=cwd), cwd
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(ERRORS, pool.map(one, ERRORS)))
+    """Every ERRORS case, each in its own empty directory."""
+    return run_error_cases(ERRORS, tmp_path_factory)
 
 
 @pytest.mark.parametrize("case", ERRORS)

@@ -148,3 +148,22 @@ def test_abandoned_rule() -> None:
     assert is_abandoned(Row("far:1:1", now - 120), now, stale_after_s=60)
     assert not is_abandoned(Row("far:1:1", now - 5), now, stale_after_s=60)
     assert is_abandoned(Row("junk", now))
+
+
+def test_cli_workers_and_two_cli_processes_sharing_a_study(tmp_path: Path) -> None:
+    from conftest import cli_env
+    from test_cli import assert_one_line_error
+
+    args = [sys.executable, "-m", "archscout", "search", "--strategy", "random", "--budget", "40", "--no-progress",
+            "--storage", "sqlite:///s.db", "--study", "together", "--workers", "2"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    rows = _rows(tmp_path / "s.db")
+    assert [r[0] for r in rows] == list(range(40)) and len({r[1] for r in rows}) == 40
+    assert {r[2] for r in rows} == {"complete"}
+    bad = subprocess.run([sys.executable, "-m", "archscout", "search", "--trial-timeout", "0", "--workers", "2",
+                          "--storage", "sqlite:///t.db"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert_one_line_error(bad, "--trial-timeout")
+    assert not (tmp_path / "t.db").exists()

@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=_positive_int, default=1)
     pr.add_argument("--threads", type=_positive_int, default=1)
     pr.add_argument("--device", default="cpu", help="cpu or cuda")
+    pr.add_argument("--predictor-out", metavar="PRED.json",
+                    help="also fit a latency predictor on measured whole networks and save it here")
+    pr.add_argument("--predictor-samples", type=_positive_int, default=60,
+                    help="random architectures measured to fit the predictor (default 60)")
     pr.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("export", help="write the best (or every Pareto) architecture as PyTorch + ONNX")
@@ -430,6 +434,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
                           progress=not args.no_progress)
     print(f"{len(table.entries)} unit latencies (batch {args.batch_size}, {args.threads} threads, {args.device}) "
           f"saved to {args.out}")
+    if args.predictor_out:
+        import numpy as np
+
+        from .build import build_model
+        from .hardware import LatencyPredictor, measure_models
+
+        rng = np.random.default_rng([args.seed, 1])
+        models = [build_model(space, space.sample(rng), data.input_shape, data.num_classes)
+                  for _ in range(args.predictor_samples)]
+        measured = measure_models(models, [data.input_shape] * len(models), batch_size=args.batch_size,
+                                  threads=args.threads, device=args.device)
+        LatencyPredictor().fit(models, measured).save(args.predictor_out)
+        print(f"latency predictor fitted on {len(models)} measured networks saved to {args.predictor_out}")
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
-from conftest import run_archscout  # noqa: E402
+from conftest import run_archscout, run_error_cases  # noqa: E402
 from test_cli import assert_one_line_error  # noqa: E402
 
 SPACES = Path(__file__).resolve().parents[2] / "examples" / "spaces"
@@ -63,12 +62,18 @@ def test_export_of_the_pareto_front(trained: tuple[Path, dict]) -> None:
         assert meta["trial"] == e["number"] and meta["input_shape"] == [1, 8, 8]
 
 
-def test_profile_writes_a_table(tmp_path: Path) -> None:
+def test_profile_writes_a_table_and_a_predictor_that_searches_use(tmp_path: Path) -> None:
     proc = run_archscout("profile", "--space", MACRO, "--dataset", "digits", "--samples", "3", "--out", "lut.json",
-                         "--no-progress", cwd=tmp_path)
+                         "--predictor-out", "pred.json", "--predictor-samples", "6", "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     table = json.loads((tmp_path / "lut.json").read_text())
     assert table["entries"] and all(v > 0 for v in table["entries"].values())
+    search = run_archscout(*TRAIN, "--epochs", "1", "--budget", "2", "--json", "--latency-table", "lut.json",
+                           "--latency-predictor", "pred.json", "--objective", "valid_acc:max",
+                           "--objective", "lut_latency_ms:min", "--constraint", "pred_latency_ms<=1000", cwd=tmp_path)
+    assert search.returncode == 0, search.stderr
+    best = json.loads(search.stdout)["pareto"][0]["metrics"]
+    assert best["lut_latency_ms"] > 0 and "pred_latency_ms" in best
 
 
 NO_MODEL = SPACES / "macro.yaml"  # a space file without a model section
@@ -90,12 +95,7 @@ ERRORS = {
 
 @pytest.fixture(scope="module")
 def error_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
-    def one(case: str) -> tuple[subprocess.CompletedProcess, Path]:
-        cwd = tmp_path_factory.mktemp(f"err-{case}")
-        return run_archscout(*ERRORS[case][0], cwd=cwd), cwd
-
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return dict(zip(ERRORS, pool.map(one, ERRORS)))
+    return run_error_cases(ERRORS, tmp_path_factory, workers=3)
 
 
 @pytest.mark.parametrize("case", ERRORS)

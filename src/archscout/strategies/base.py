@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -170,16 +171,24 @@ class Strategy(ABC):
 
     # -- persistence ----------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
+        # The history (told trials, keys seen, pending) is left out: it grows with the study and
+        # is rebuilt from the stored trials by attach(), so a snapshot stays small and cheap.
         state = dict(self.__dict__)
-        state["problem"] = None
-        state["space"] = None
-        state["_remaining"] = None
+        state.update(problem=None, space=None, _remaining=None, trials=None, _seen=None, _pending=None)
         return state
 
-    def attach(self, problem: Problem) -> None:
-        """Re-bind the problem after unpickling a saved strategy state."""
+    def attach(self, problem: Problem, trials: Sequence[Trial] | None = None) -> None:
+        """Re-bind the problem after unpickling a saved strategy state, and rebuild the history
+        from ``trials`` (the stored trials the snapshot was written with): finished ones in the
+        order they finished, every stored architecture seen, running ones pending."""
         self.problem = problem
         self.space = problem.space
+        if trials is not None or self.trials is None:
+            trials = list(trials or ())
+            finished = [t for t in trials if t.state.finished]
+            self.trials = sorted(finished, key=lambda t: (t.finished_at or 0.0, t.number))
+            self._seen = {t.arch.key for t in trials}
+            self._pending = {t.arch.key: t.arch for t in trials if not t.state.finished}
 
 
 def require(condition: bool, message: str) -> None:

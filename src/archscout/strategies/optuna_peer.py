@@ -6,6 +6,7 @@ told back to Optuna and it is asked again, so no architecture is evaluated twice
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..problem import Problem
@@ -104,6 +105,6 @@ class OptunaTPE(Strategy):
             state.pop(k, None)
         return state
 
-    def attach(self, problem: Problem) -> None:
-        super().attach(problem)
+    def attach(self, problem: Problem, trials: Sequence[Trial] | None = None) -> None:
+        super().attach(problem, trials)
         self._build()

@@ -263,11 +263,13 @@ class Storage:
         now = time.time()
         with self._begin() as conn:
             self._lock_study(conn, study_id)
-            rows = conn.execute(sa.select(trials_table.c.number, trials_table.c.arch_key)
-                                .where(trials_table.c.study_id == study_id)).all()
-            taken = {r.arch_key for r in rows}
-            top = max((r.number for r in rows), default=-1)
-            room = len(archs) if budget is None else max(0, budget - len(rows))
+            count, top = conn.execute(sa.select(sa.func.count(), sa.func.max(trials_table.c.number))
+                                      .where(trials_table.c.study_id == study_id)).one()
+            top = -1 if top is None else int(top)
+            keys = list({a.key for a in archs})
+            taken = set(conn.execute(sa.select(trials_table.c.arch_key).where(
+                trials_table.c.study_id == study_id, trials_table.c.arch_key.in_(keys))).scalars()) if keys else set()
+            room = len(archs) if budget is None else max(0, budget - int(count))
             out: list[int | None] = []
             new = []
             for a in archs:
@@ -286,6 +288,11 @@ class Storage:
             if state is not None:
                 self._save_state(conn, study_id, state)
         return out
+
+    def count_trials(self, study_id: int) -> int:
+        """Trials stored in the study (every state)."""
+        with self._conn() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).where(trials_table.c.study_id == study_id)).scalar())
 
     def heartbeat(self, study_id: int, owner: str, numbers: Sequence[int]) -> None:
         """Mark ``owner``'s running trials ``numbers`` as alive now."""

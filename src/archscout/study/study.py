@@ -30,6 +30,7 @@ from .fidelity import Bracket, CurveStopper, Schedule, rank_for_rung
 from .liveness import HEARTBEAT_S, Heartbeat, is_abandoned, process_identity
 from .storage import Storage, StoredTrial, StudyExists
 
+ASK_RETRIES = 50  # proposals refused because another process stored them first, before giving up
 # Settings that must match when a stored study is reopened.
 IDENTITY_KEYS = ("evaluator", "strategy", "strategy_options", "seed", "objectives", "constraints", "space")
 
@@ -109,9 +110,12 @@ class Study:
 
     @staticmethod
     def _load(storage: Storage, study_id: int, name: str, problem: Problem,
-              curves: Mapping[int, list[tuple[float, dict[str, float]]]]) -> list[tuple[StoredTrial, Trial]]:
+              curves: Mapping[int, list[tuple[float, dict[str, float]]]],
+              known: Callable[[StoredTrial], bool] = lambda row: False) -> list[tuple[StoredTrial, Trial]]:
         out = []
         for row in storage.load_trials(study_id):
+            if known(row):  # nothing new about it: skip re-validating its architecture
+                continue
             try:
                 arch = problem.space.make(row.arch)
             except SpaceError as exc:
@@ -152,7 +156,12 @@ class Study:
             return
         self._last_sync = now
         self.storage.claim_abandoned(self.study_id, self.owner, is_abandoned, self.max_retries)
-        self._absorb(self._load(self.storage, self.study_id, self.name, self.problem, {}))
+        def known(row: StoredTrial) -> bool:
+            if row.number in self.trials:
+                return True
+            return not row.state.finished and (row.number in self._running or row.number in self._others)
+
+        self._absorb(self._load(self.storage, self.study_id, self.name, self.problem, {}, known))
 
     @staticmethod
     def _restore_strategy(state: bytes | None, problem: Problem, make_strategy: Callable[[], Strategy],
@@ -163,7 +172,7 @@ class Study:
                 # schema 1 stored the bare strategy; later versions a dict with the bracket too
                 strategy, bracket = (snap.get("strategy"), snap.get("bracket")) if isinstance(snap, dict) else (snap, None)
                 if isinstance(strategy, Strategy):
-                    strategy.attach(problem)
+                    strategy.attach(problem, trials)
                     return strategy, bracket
             except Exception:  # noqa: BLE001 - an unreadable snapshot falls back to replay
                 pass
@@ -180,24 +189,32 @@ class Study:
     def ask(self, n: int = 1, budget: int | None = None) -> list[PendingTrial]:
         """New trials to evaluate: fewer than ``n`` when the space is exhausted, or when the study
         (counting every process sharing it) would exceed ``budget`` trials."""
-        archs = self.strategy.ask(n)
-        self._strategy_empty = not archs
-        if self.storage is not None and self.study_id is not None:
-            numbers = self.storage.add_trials(self.study_id, archs, self._snapshot(), self.owner, budget)
-        else:
-            room = len(archs) if budget is None else max(0, budget - len(self.trials) - len(self._running))
-            numbers = [self._next_number + i if i < room else None for i in range(len(archs))]
-        now = time.time()
-        out = []
-        for num, a in zip(numbers, archs):
-            if num is None:  # over the budget, or stored meanwhile by another process
-                self.strategy.release(a)
-                continue
-            out.append(PendingTrial(num, a, now))
-            self._running[num] = out[-1]
-        if out:
-            self._next_number = max(self._next_number, max(p.number for p in out) + 1)
-        return out
+        for attempt in range(ASK_RETRIES):
+            archs = self.strategy.ask(n)
+            self._strategy_empty = not archs
+            if self.storage is not None and self.study_id is not None:
+                numbers = self.storage.add_trials(self.study_id, archs, self._snapshot(), self.owner, budget)
+            else:
+                room = len(archs) if budget is None else max(0, budget - len(self.trials) - len(self._running))
+                numbers = [self._next_number + i if i < room else None for i in range(len(archs))]
+            now = time.time()
+            out = []
+            for num, a in zip(numbers, archs):
+                if num is None:  # over the budget, or stored meanwhile by another process
+                    self.strategy.release(a)
+                    continue
+                out.append(PendingTrial(num, a, now))
+                self._running[num] = out[-1]
+            if out:
+                self._next_number = max(self._next_number, max(p.number for p in out) + 1)
+            if out or not archs or self.storage is None or self.study_id is None:
+                return out
+            if budget is not None and self.storage.count_trials(self.study_id) >= budget:
+                return out
+            # Every proposal was taken by another process sharing the study (processes with
+            # the same seed propose alike): learn what they run and propose again.
+            self.sync()
+        return []
 
     def tell(self, number: int, metrics: Mapping[str, float] | None = None, error: str | None = None,
              finished_at: float | None = None, fidelity: float | None = None, pruned: bool = False) -> Trial:
