@@ -44,3 +44,29 @@ class SleepyEvaluator(Evaluator):
             time.sleep(self.delay_s)
         return {"acc": math.sin(width / 10) + {"conv": 0.3, "pool": 0.0, "attn": 0.2, "mlp": 0.1}[arch["op"]],
                 "cost": float(width)}
+
+
+def share_study(url: str, budget: int, workers: int) -> None:
+    """One process of a shared study: open it (creating it if first) and run it to ``budget``."""
+    from archscout.problem import Objective, Problem
+    from archscout.strategies import make_strategy
+    from archscout.study import Storage, Study
+    from archscout.study.executors import ProcessExecutor
+
+    problem = Problem(small_space(), [Objective("acc")])
+    study = Study.open(Storage(url), "shared", problem, lambda: make_strategy("random", problem, 0),
+                       SleepyEvaluator(delay_s=0.002), {"strategy": "random", "seed": 0})
+    study.optimize(budget, executor=ProcessExecutor(workers) if workers > 1 else None)
+
+
+def run_sharing_processes(url: str, budget: int, processes: int, timeout_s: float = 120) -> list[int | None]:
+    """Start ``processes`` spawned processes sharing one study at once (1 or 2 workers each); exit codes."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=share_study, args=(url, budget, 1 + i % 2)) for i in range(processes)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout_s)
+    return [proc.exitcode for proc in procs]

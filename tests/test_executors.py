@@ -1,7 +1,6 @@
 """Worker processes, shared studies and abandoned trials (SQLite; PostgreSQL in test_postgres.py)."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import sqlite3
 import subprocess
@@ -21,7 +20,7 @@ from archscout.study.fidelity import CurveStopper
 from archscout.study.study import PendingTrial
 from archscout.study.liveness import is_abandoned, process_alive, process_identity
 from archscout.trial import TrialState
-from slow_evaluators import SleepyEvaluator, small_space
+from slow_evaluators import SleepyEvaluator, run_sharing_processes, small_space
 
 
 def _problem() -> Problem:
@@ -91,21 +90,9 @@ def test_executor_option_errors() -> None:
         study.optimize(3, executor=ProcessExecutor(2, start_method="spawn"))
 
 
-def _share(url: str, budget: int, workers: int) -> None:
-    study = _open(url, name="shared", ev=SleepyEvaluator(delay_s=0.002))
-    study.optimize(budget, executor=ProcessExecutor(workers) if workers > 1 else None)
-
-
 def test_processes_sharing_one_sqlite_study_split_the_budget_exactly(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/shared.db"
-    Storage(url).dispose()
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_share, args=(url, 120, 1 + i % 2)) for i in range(4)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+    assert run_sharing_processes(url, 120, 4) == [0, 0, 0, 0]
     rows = _rows(tmp_path / "shared.db")
     assert [r[0] for r in rows] == list(range(120))
     assert len({r[1] for r in rows}) == 120

@@ -221,25 +221,10 @@ def test_cli_search_resumes_on_postgres(postgres_db: str, sql: sa.Engine, tmp_pa
     assert not list(tmp_path.iterdir())  # nothing written locally: the study lives on the server
 
 
-def _share_pg(url: str, budget: int, workers: int) -> None:
-    from archscout.study.executors import ProcessExecutor
-    from test_executors import _open
-
-    study = _open(url, name="shared")
-    study.optimize(budget, executor=ProcessExecutor(workers) if workers > 1 else None)
-
-
 def test_processes_sharing_one_postgres_study_split_the_budget_exactly(postgres_db: str, sql: sa.Engine) -> None:
-    import multiprocessing as mp
+    from slow_evaluators import run_sharing_processes
 
-    Storage(postgres_db).dispose()
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_share_pg, args=(postgres_db, 90, 1 + i % 2)) for i in range(3)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert run_sharing_processes(postgres_db, 90, 3) == [0, 0, 0]
     with sql.connect() as conn:
         rows = conn.execute(sa.text("SELECT number, arch_key, state FROM trials ORDER BY number")).all()
     assert [r[0] for r in rows] == list(range(90))
