@@ -1,7 +1,6 @@
 """Worker processes, shared studies and abandoned trials (SQLite; PostgreSQL in test_postgres.py)."""
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys

@@ -287,7 +287,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not name.isprintable() or not name.strip():
         raise ArchscoutError(f"study name {name!r} must be printable text on one line")
     schedule, stopper = _schedule_and_stopper(args, evaluator)
-    _executor(args)  # option errors before anything is stored
+    executor, factory = _executor(args)  # option errors before anything is stored (nothing starts yet)
     space = evaluator.space
     if space is None:
         raise ArchscoutError(f"{evaluator.name} defines no search space")
@@ -311,7 +311,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     storage = Storage(args.storage)
     study = Study.open(storage, name, problem, lambda: make_strategy(strategy, problem, args.seed, **options),
                        evaluator, config)
-    executor, factory = _executor(args)
     study.optimize(args.budget, batch_size=args.batch_size, progress=not args.no_progress,
                    schedule=schedule, stopper=stopper, executor=executor, evaluator_factory=factory)
     from .report import load_study

@@ -41,15 +41,6 @@ class Trial:
     fidelity: float | None = None
     curve: tuple[tuple[float, Mapping[str, float]], ...] = ()
 
-    def at(self, fidelity: float) -> Mapping[str, float] | None:
-        """Metrics reported at ``fidelity`` (None if the trial never reached it)."""
-        for step, metrics in self.curve:
-            if step == fidelity:
-                return metrics
-        if self.fidelity == fidelity and self.state is TrialState.COMPLETE:
-            return self.metrics
-        return None
-
     @property
     def duration_s(self) -> float | None:
         if self.started_at is None or self.finished_at is None:

@@ -60,12 +60,10 @@ class Strategy(ABC):
         self._seen.add(arch.key)
         self._pending[arch.key] = arch
 
-    def release(self, arch: Architecture, may_ask_again: bool = False) -> None:
+    def release(self, arch: Architecture) -> None:
         """Forget that ``arch`` is running here (it was not stored: another process has it, or
-        the budget is spent). With ``may_ask_again`` it can be proposed again later."""
+        the budget is spent); it stays seen, so it is not proposed again."""
         self._pending.pop(arch.key, None)
-        if may_ask_again:
-            self._seen.discard(arch.key)
 
     def tell(self, trial: Trial) -> None:
         """Record a finished trial (from this strategy's ask, another worker, or a user)."""

@@ -51,9 +51,14 @@ class TrialResult:
 
 
 class Executor(ABC):
-    """Runs trials somewhere else. ``workers`` trials can be in flight at once."""
+    """Runs trials somewhere else. ``workers`` trials can be in flight at once.
+
+    Implementations keep one entry per worker in ``_slots``, each with a ``number``
+    attribute: the trial it evaluates, or None when free.
+    """
 
     workers: int = 1
+    _slots: list[Any]
 
     @abstractmethod
     def start(self, evaluator: EvaluatorSource) -> None:
@@ -63,13 +68,13 @@ class Executor(ABC):
     def submit(self, number: int, arch: Architecture, fidelity: float | None = None) -> None:
         """Start evaluating trial ``number`` on a free worker (call only when :meth:`free` > 0)."""
 
-    @abstractmethod
     def free(self) -> int:
         """How many more trials can be submitted now."""
+        return sum(1 for slot in self._slots if slot.number is None)
 
-    @abstractmethod
     def in_flight(self) -> list[int]:
         """Numbers of the trials being evaluated."""
+        return [slot.number for slot in self._slots if slot.number is not None]
 
     @abstractmethod
     def wait(self, timeout: float) -> list[TrialResult]:
@@ -172,7 +177,7 @@ class ProcessExecutor(Executor):
             start_method = "fork" if sys.platform.startswith("linux") and "torch" not in sys.modules else "spawn"
         self.ctx = mp.get_context(start_method)
         self._payload: bytes | None = None
-        self._pool: list[_Worker] = []
+        self._slots: list[_Worker] = []
         self._queued: list[TrialResult] = []
 
     def start(self, evaluator: EvaluatorSource) -> None:
@@ -181,7 +186,7 @@ class ProcessExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - lambdas, open files ...
             raise ArchscoutError(f"the evaluator cannot be sent to worker processes ({type(exc).__name__}: {exc}); "
                                  "pass a picklable evaluator or factory") from None
-        self._pool = [self._spawn() for _ in range(self.workers)]
+        self._slots = [self._spawn() for _ in range(self.workers)]
 
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe()
@@ -191,10 +196,10 @@ class ProcessExecutor(Executor):
         return _Worker(process, parent)
 
     def submit(self, number: int, arch: Architecture, fidelity: float | None = None) -> None:
-        for i, w in enumerate(self._pool):
+        for i, w in enumerate(self._slots):
             if w.number is None:
                 if not w.process.is_alive():
-                    w = self._pool[i] = self._spawn()
+                    w = self._slots[i] = self._spawn()
                 try:
                     w.conn.send((number, arch, fidelity))
                 except (BrokenPipeError, OSError):
@@ -205,15 +210,9 @@ class ProcessExecutor(Executor):
                 return
         raise ArchscoutError("no free worker (check free() before submit())")
 
-    def free(self) -> int:
-        return sum(1 for w in self._pool if w.number is None)
-
-    def in_flight(self) -> list[int]:
-        return [w.number for w in self._pool if w.number is not None]
-
     def wait(self, timeout: float) -> list[TrialResult]:
         out, self._queued = self._queued, []
-        busy = [w for w in self._pool if w.number is not None]
+        busy = [w for w in self._slots if w.number is not None]
         if not busy:
             return out
         deadline = timeout
@@ -221,7 +220,7 @@ class ProcessExecutor(Executor):
             now = time.monotonic()
             deadline = max(0.0, min(timeout, min(w.since + self.trial_timeout_s - now for w in busy)))
         ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0 if out else deadline)
-        for i, w in enumerate(self._pool):
+        for i, w in enumerate(self._slots):
             if w.number is None:
                 continue
             if w.conn in ready:
@@ -246,24 +245,24 @@ class ProcessExecutor(Executor):
         return out
 
     def _replace(self, i: int) -> None:
-        w = self._pool[i]
+        w = self._slots[i]
         if w.process.is_alive():
             w.process.kill()
         w.process.join(5)
         w.conn.close()
-        self._pool[i] = self._spawn()
+        self._slots[i] = self._spawn()
 
     def shutdown(self) -> None:
-        for w in self._pool:
+        for w in self._slots:
             try:
                 if w.number is None:
                     w.conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
-        for w in self._pool:
+        for w in self._slots:
             w.process.join(0.5 if w.number is None else 0)
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join(5)
             w.conn.close()
-        self._pool = []
+        self._slots = []

@@ -286,12 +286,6 @@ class RayExecutor(Executor):
                 return
         raise ArchscoutError("no free worker (check free() before submit())")
 
-    def free(self) -> int:
-        return sum(1 for s in self._slots if s.number is None)
-
-    def in_flight(self) -> list[int]:
-        return [s.number for s in self._slots if s.number is not None]
-
     def wait(self, timeout: float) -> list[TrialResult]:
         out: list[TrialResult] = []
         busy = [s for s in self._slots if s.number is not None]
