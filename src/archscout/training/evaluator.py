@@ -162,17 +162,19 @@ class TrainingEvaluator(Evaluator):
     def _trainer(self, arch: Architecture, recipe: Recipe, seed: int) -> Trainer:
         model = self.build(arch, seed)
         trainer = Trainer(model, self.data, recipe, seed=seed)
-        state = self._checkpoints.get((arch.key, seed))
+        state = self._checkpoints.get((arch.to_json(), seed))
         if state is not None:
             trainer.load_state_dict(state)
-            self._checkpoints.move_to_end((arch.key, seed))
+            self._checkpoints.move_to_end((arch.to_json(), seed))
         return trainer
 
     def _remember(self, arch: Architecture, trainer: Trainer) -> None:
         if self.max_checkpoints <= 0:
             return
-        self._checkpoints[(arch.key, trainer.seed)] = trainer.state_dict()
-        self._checkpoints.move_to_end((arch.key, trainer.seed))
+        # keyed by the exact values: equivalent architectures (same key) may differ in dead,
+        # parameterised ops, so one's weights need not fit the other's network
+        self._checkpoints[(arch.to_json(), trainer.seed)] = trainer.state_dict()
+        self._checkpoints.move_to_end((arch.to_json(), trainer.seed))
         while len(self._checkpoints) > self.max_checkpoints:
             self._checkpoints.popitem(last=False)
 
