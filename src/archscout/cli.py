@@ -58,6 +58,15 @@ def _option(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"cannot read the value of {text!r}") from None
 
 
+EVALUATOR_KINDS = ("benchmark", "train", "supernet")
+
+
+def _evaluator_kind(text: str) -> str:
+    if text in EVALUATOR_KINDS or (text.startswith("proxy:") and len(text) > len("proxy:")):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(EVALUATOR_KINDS)} or proxy:NAME")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="archscout", description="Hardware-aware neural architecture search.")
     parser.add_argument("--version", action="version", version=f"archscout {__version__}")
@@ -65,9 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run (or resume) a search study")
     s.add_argument("--benchmark", default="nasbench-graph:cora", help=BENCHMARK_HELP)
-    s.add_argument("--evaluator", default="benchmark", choices=("benchmark", "train"),
+    s.add_argument("--evaluator", default="benchmark", type=_evaluator_kind, metavar="benchmark|train|supernet|proxy:NAME",
                    help="benchmark: look architectures up in --benchmark; train: build and train each "
-                        "architecture of --space on --dataset (needs the torch extra)")
+                        "architecture of --space on --dataset; supernet: accuracy with weights inherited from a "
+                        "SPOS supernet of --space; proxy:NAME: a training-free proxy such as proxy:synflow "
+                        "(train, supernet and proxy need the torch extra)")
+    s.add_argument("--prior", metavar="proxy:NAME",
+                   help="rank candidates with a training-free proxy: warm start and predictor feature for bo, "
+                        "a filter in front of the evaluator for random (needs --space/--dataset and the torch extra)")
+    s.add_argument("--supernet-epochs", type=_positive_int, default=30,
+                   help="SPOS training epochs of --evaluator supernet (default 30)")
     s.add_argument("--space", help="space file (for --evaluator train, or a tabular CSV benchmark)")
     _add_training_options(s)
     s.add_argument("--strategy", default=DEFAULT_STRATEGY,
@@ -142,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_training_options(s: argparse.ArgumentParser) -> None:
     t = s.add_argument_group("training (--evaluator train)")
-    t.add_argument("--dataset", default="digits",
-                   help="digits, mnist1d, synthetic-images, synthetic-seq, synthetic-signal, or a .npz/.csv file "
+    t.add_argument("--dataset", default=None,
+                   help="(default digits; a reference benchmark's own data for supernet strategies) digits, mnist1d, synthetic-images, synthetic-seq, synthetic-signal, or a .npz/.csv file "
                         "or image folder")
     t.add_argument("--epochs", type=_positive_int, help="full training length (the top fidelity; default 20)")
     t.add_argument("--recipe-option", action="append", type=_option, default=[], metavar="NAME=VALUE",
@@ -209,7 +225,7 @@ def _training_evaluator(args: argparse.Namespace, objectives: Sequence[str], con
 
         predictor = LatencyPredictor.load(args.latency_predictor)
     return torch_side.TrainingEvaluator(
-        space, args.dataset, recipe, seed=args.seed, seeds=args.train_seeds, costs=costs,
+        space, args.dataset or "digits", recipe, seed=args.seed, seeds=args.train_seeds, costs=costs,
         cost_batch_size=args.cost_batch_size, cost_threads=args.cost_threads, latency_table=table,
         latency_predictor=predictor, artifacts=artifacts, progress=not args.no_progress and not args.json)
 
@@ -258,7 +274,7 @@ def _executor(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.schedule != "none" or args.early_stop != "none":
         raise ArchscoutError("--schedule and --early-stop run in one process; drop --workers/--trial-timeout")
     factory = None
-    if args.evaluator != "train":
+    if args.evaluator == "benchmark":
         import functools
 
         factory = functools.partial(make_evaluator, args.benchmark, args.space)
@@ -271,16 +287,64 @@ def _executor(args: argparse.Namespace) -> tuple[Any, Any]:
     return ProcessExecutor(args.workers, trial_timeout_s=args.trial_timeout), factory
 
 
+def _weight_free_evaluator(args: argparse.Namespace) -> Any:
+    """--evaluator supernet or proxy:NAME on --space and --dataset."""
+    if not args.space:
+        raise ArchscoutError(f"--evaluator {args.evaluator} needs --space FILE (a space with a 'model:' section)")
+    _torch_side()
+    from .space.spec import load_space
+
+    space = load_space(args.space)
+    dataset = args.dataset or "digits"
+    progress = not args.no_progress and not args.json
+    if args.evaluator == "supernet":
+        from .oneshot.evaluator import SupernetEvaluator
+
+        return SupernetEvaluator(space, dataset, epochs=args.supernet_epochs, seed=args.seed, progress=progress)
+    from .proxies.evaluator import ProxyEvaluator
+
+    return ProxyEvaluator(space, dataset, args.evaluator.partition(":")[2], seed=args.seed)
+
+
+def _prior(args: argparse.Namespace, evaluator: Any) -> Any:
+    """The --prior scoring function (None without the flag)."""
+    if not args.prior:
+        return None
+    kind, _, proxy = args.prior.partition(":")
+    if kind != "proxy" or not proxy:
+        raise ArchscoutError(f"--prior must look like proxy:NAME, not {args.prior!r}")
+    _torch_side()
+    from .proxies.evaluator import make_prior
+
+    data = getattr(evaluator, "data", None) or getattr(evaluator, "dataset", None) or args.dataset or "digits"
+    return make_prior(evaluator.space, data, proxy, seed=args.seed)
+
+
+def _oneshot_data(args: argparse.Namespace, evaluator: Any) -> Any:
+    """What a supernet strategy trains on: the evaluator's data, a reference benchmark's dataset, or --dataset."""
+    data = getattr(evaluator, "data", None)
+    if data is not None and args.dataset is None:
+        return data
+    return args.dataset or getattr(evaluator, "dataset", None) or "digits"
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .report import summarize
+    from .strategies.oneshot import OneShotStrategy, WithSearchMetrics
     from .study import Storage, Study
 
     strategy = args.strategy
-    if args.evaluator == "train":
+    kind = args.evaluator
+    if kind == "train":
         space_name = os.path.splitext(os.path.basename(args.space or "space"))[0]
-        name = args.study or f"{space_name}-{os.path.basename(str(args.dataset))}-{strategy}-seed{args.seed}"
+        name = args.study or f"{space_name}-{os.path.basename(str(args.dataset or 'digits'))}-{strategy}-seed{args.seed}"
         evaluator = _training_evaluator(args, args.objective or ["valid_acc:max"], args.constraint,
                                         _artifacts_dir(args.storage, name, args.artifacts))
+    elif kind != "benchmark":
+        space_name = os.path.splitext(os.path.basename(args.space or "space"))[0]
+        name = args.study or (f"{space_name}-{os.path.basename(str(args.dataset or 'digits'))}-"
+                              f"{kind.replace(':', '-')}-{strategy}-seed{args.seed}")
+        evaluator = _weight_free_evaluator(args)
     else:
         name = args.study or f"{args.benchmark.replace('/', '_')}-{strategy}-seed{args.seed}"
         evaluator = make_evaluator(args.benchmark, args.space)
@@ -291,6 +355,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     space = evaluator.space
     if space is None:
         raise ArchscoutError(f"{evaluator.name} defines no search space")
+    oneshot = issubclass(strategy_class(strategy), OneShotStrategy)
+    if oneshot and executor is not None:
+        raise ArchscoutError(f"strategy {strategy!r} trains its supernet in this process; drop --workers/--executor")
+    if kind == "supernet" and executor is not None:
+        raise ArchscoutError("--evaluator supernet holds its trained supernet in this process; drop --workers")
+    if oneshot:
+        evaluator = WithSearchMetrics(evaluator)
     objectives = _objectives(evaluator, args.objective)
     constraints = _constraints(evaluator, args.constraint)
     problem = Problem(space, objectives, constraints, cheap_metrics=evaluator.cheap_metrics,
@@ -298,25 +369,43 @@ def cmd_search(args: argparse.Namespace) -> int:
     options = dict(args.strategy_option)
     if "seed" in options:
         raise ArchscoutError("set the seed with --seed, not --strategy-option seed=...")
+    prior = _prior(args, evaluator)
+    progress = not args.no_progress and not args.json
+
+    def prepare(s: Any) -> Any:
+        """Attach what a strategy snapshot does not hold: a proxy prior, a supernet strategy's data."""
+        if prior is not None:
+            s.use_prior(prior)
+        if isinstance(s, OneShotStrategy):
+            s.use_data(_oneshot_data(args, evaluator), progress=progress)
+        return s
+
     # Build one strategy first: bad names/options and impossible budgets fail before storage is touched.
     Study(problem, make_strategy(strategy, problem, args.seed, **options), evaluator).check_constraints_possible()
     config = {"study": name, "evaluator": evaluator.describe(), "strategy": strategy,
               "strategy_options": options, "seed": args.seed, "objectives": [str(o) for o in objectives],
               "constraints": [c.text for c in constraints], "space": space.spec()}
+    if prior is not None:
+        config["prior"] = args.prior
     if schedule is not None:
         config["schedule"] = schedule.describe()
-    if args.evaluator == "train":
+    if kind == "train":
         config["space_file"] = os.path.abspath(args.space)
         config["artifacts"] = evaluator.artifacts and os.path.abspath(evaluator.artifacts)
     storage = Storage(args.storage)
     study = Study.open(storage, name, problem, lambda: make_strategy(strategy, problem, args.seed, **options),
                        evaluator, config)
-    study.optimize(args.budget, batch_size=args.batch_size, progress=not args.no_progress,
+    prepare(study.strategy)
+    if oneshot:
+        evaluator.strategy = study.strategy
+    study.optimize(args.budget, batch_size=args.batch_size, progress=progress,
                    schedule=schedule, stopper=stopper, executor=executor, evaluator_factory=factory)
     from .report import load_study
 
     summary = summarize(*load_study(storage, name))
-    summary["exhausted"] = study.exhausted
+    summary["exhausted"] = study.exhausted and not oneshot
+    if oneshot:
+        summary["oneshot"] = {"search_s": study.strategy.search_s, "info": study.strategy.info}
     if args.json:
         print(json.dumps(summary))
     else:
@@ -337,6 +426,10 @@ def _print_summary(s: dict[str, Any], storage: str) -> None:
         print(f"Pareto front: {len(s['pareto'])} architectures")
         for e in s["pareto"][:10]:
             print("  " + ", ".join(f"{k}={e['metrics'].get(k.split(':')[0], float('nan')):.6g}" for k in s["objectives"]))
+    if s.get("oneshot"):
+        o = s["oneshot"]
+        facts = ", ".join(f"{k}={v}" for k, v in o["info"].items() if isinstance(v, (int, float, str, bool)))
+        print(f"supernet search: {o['search_s'] or 0:.1f} s" + (f" ({facts})" if facts else ""))
     if s.get("exhausted"):
         print("the search space is exhausted: every admissible architecture has been evaluated")
     print(f"report: archscout report --storage {storage} --study {s['study']}")

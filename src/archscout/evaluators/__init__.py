@@ -6,7 +6,8 @@ from pathlib import Path
 from ..errors import UnknownNameError
 from .base import Evaluator, TabularEvaluator
 
-BENCHMARK_HELP = "nasbench-graph:DATASET (cora, citeseer, pubmed, cs, physics, photo, computers, arxiv, proteins) or tabular:PATH"
+BENCHMARK_HELP = ("nasbench-graph:DATASET (cora, citeseer, pubmed, cs, physics, photo, computers, arxiv, proteins), "
+                  "reference:mnist1d-cells (archscout's own, trained on MNIST-1D) or tabular:PATH")
 
 
 def make_evaluator(name: str, space_path: str | Path | None = None) -> Evaluator:
@@ -22,6 +23,13 @@ def make_evaluator(name: str, space_path: str | Path | None = None) -> Evaluator
         from .tabular import load_tabular
 
         return load_tabular(arg, space_path)
+    if kind == "reference":
+        from ..reference import reference_recipe, reference_table
+        from .tabular import load_tabular
+
+        table = load_tabular(reference_table(arg or "mnist1d-cells"))
+        table.dataset = reference_recipe(arg or "mnist1d-cells")["dataset"]  # what it was trained on
+        return table
     raise UnknownNameError(f"unknown benchmark {name!r}; use {BENCHMARK_HELP}")
 
 

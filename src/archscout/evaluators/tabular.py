@@ -67,8 +67,12 @@ class TabularBenchmark(TabularEvaluator):
 
     Build instances with :func:`load_tabular`. ``fidelity`` is ignored: a table holds
     one measurement (or the mean of replicates) per architecture. Metric units are
-    whatever the file uses; they are passed through unchanged.
+    whatever the file uses; they are passed through unchanged. ``dataset`` names the data
+    the table was measured on when archscout knows it (its reference benchmarks), so
+    supernet strategies searching this space can train on the same data.
     """
+
+    dataset: str | None = None
 
     def __init__(self, space: SearchSpace, records: Mapping[str, _Record], *, path: Path, sha256: str,
                  objectives: Sequence[str], cheap_metrics: Sequence[str] = (), title: str | None = None) -> None:

@@ -12,12 +12,14 @@ from .bayesopt import PredictorBO
 from .evolution import RegularizedEvolution
 from .local_search import LocalSearch
 from .nsga2 import NSGA2
+from .oneshot import ONESHOT_STRATEGIES
 from .optuna_peer import OptunaTPE, optuna_available
 from .random_search import RandomSearch
 from .reinforce import Reinforce
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (PredictorBO, RegularizedEvolution, LocalSearch, Reinforce, NSGA2, RandomSearch, OptunaTPE)
+    cls.name: cls for cls in (PredictorBO, RegularizedEvolution, LocalSearch, Reinforce, NSGA2, RandomSearch, OptunaTPE,
+                              *ONESHOT_STRATEGIES)
 }
 # Best in benchmarks/search_quality.py and, by its worst dataset, benchmarks/multi_objective.py.
 DEFAULT_STRATEGY = PredictorBO.name
