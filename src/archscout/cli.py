@@ -59,6 +59,8 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 EVALUATOR_KINDS = ("benchmark", "train", "supernet")
+PRIOR_WARM_START = 5   # --prior with bo: the first 5 of its 10 initial architectures are the prior's best
+PRIOR_FILTER = 4       # --prior with random: each proposal is the prior's best of 4 random draws
 
 
 def _evaluator_kind(text: str) -> str:
@@ -370,6 +372,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     if "seed" in options:
         raise ArchscoutError("set the seed with --seed, not --strategy-option seed=...")
     prior = _prior(args, evaluator)
+    if prior is not None:
+        # what --prior does by default (benchmarks/proxy_warmstart.py measured these; override as usual)
+        if strategy == "bo":
+            options.setdefault("warm_start", PRIOR_WARM_START)
+        elif strategy == "random":
+            options.setdefault("prior_filter", PRIOR_FILTER)
     progress = not args.no_progress and not args.json
 
     def prepare(s: Any) -> Any:

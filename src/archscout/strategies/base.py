@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +31,9 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     multi_objective: ClassVar[bool] = False  # True when it natively handles several objectives
+    # A cheap score known before evaluation (higher = predicted better, e.g. a training-free proxy);
+    # strategies that support one use it for warm starts, features or filters. Never pickled.
+    prior: Callable[[Architecture], float] | None = None
 
     def __init__(self, problem: Problem, seed: int = 0) -> None:
         self.problem = problem
@@ -42,6 +45,17 @@ class Strategy(ABC):
         self._pending: dict[str, Architecture] = {}
         self.rejected = 0                       # candidates refused before evaluation by budgets
         self._remaining: list[Architecture] | None = None
+        self.prior = None
+
+    def use_prior(self, score_fn: Callable[[Architecture], float] | None) -> None:
+        """Attach a prior (``Architecture -> float``, higher = predicted better), or None to drop it.
+
+        Snapshots never contain it: re-attach it after resuming. Strategies without prior
+        support ignore it.
+        """
+        if score_fn is not None and not callable(score_fn):
+            raise TypeError("a prior must be a callable Architecture -> float")
+        self.prior = score_fn
 
     # -- the protocol -------------------------------------------------------------
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -172,7 +186,7 @@ class Strategy(ABC):
         # The history (told trials, keys seen, pending) is left out: it grows with the study and
         # is rebuilt from the stored trials by attach(), so a snapshot stays small and cheap.
         state = dict(self.__dict__)
-        state.update(problem=None, space=None, _remaining=None, trials=None, _seen=None, _pending=None)
+        state.update(problem=None, space=None, _remaining=None, trials=None, _seen=None, _pending=None, prior=None)
         return state
 
     def attach(self, problem: Problem, trials: Sequence[Trial] | None = None) -> None:

@@ -13,6 +13,15 @@ asynchronous asks spread out instead of repeating one proposal.
 With several objectives each one gets its own GP and the acquisition is ParEGO's
 random augmented-Chebyshev scalarisation of the predicted objectives, redrawn every
 step.
+
+With a prior (``Strategy.use_prior``: a cheap score such as a training-free proxy, higher =
+predicted better) the prior is computed on a reference sample of the random pool (its first
+``prior_pool`` architectures). ``warm_start`` > 0 makes the initial design the top-``warm_start``
+architectures of that sample by prior instead of random ones, and ``prior_feature`` appends
+the prior, rank-normalised against the reference sample (its empirical CDF, in [0, 1], times
+``PRIOR_FEATURE_SCALE``), to the GP's features; random candidates are then drawn from the
+reference sample, so the prior is only ever computed on it and on incumbents' neighbours
+(each architecture once, cached by the prior). Without a prior nothing changes.
 """
 from __future__ import annotations
 
@@ -29,6 +38,11 @@ from .base import Strategy, require
 from .gp import GaussianProcess
 
 ENCODINGS = ("stats",)
+# Weight of the rank-normalised prior in the features. On the MNIST-1D reference cell a one-op
+# change moves the "stats" encoding by a squared distance of 6-8 (random pairs: about 17), so a
+# unit-range prior feature would be almost invisible to the isotropic kernel; with 2, the
+# prior's best and worst are 4 apart, about half a one-op change.
+PRIOR_FEATURE_SCALE = 2.0
 SQRT_2PI = float(np.sqrt(2 * np.pi))
 
 
@@ -49,25 +63,40 @@ class PredictorBO(Strategy):
     ``encodings`` the space encodings concatenated into features; ``pool_size`` the
     random pool; ``cost_features`` adds the log of metrics known before evaluation
     (latency, parameters) to the features (did not help on NAS-Bench-Graph).
+
+    Prior options (used only when a prior is attached, see the module docstring):
+    ``warm_start`` prior-top architectures as the initial design (the model is fitted once
+    max(``initial``, ``warm_start``) trials are complete; 0 = random initial design);
+    ``prior_feature`` adds the rank-normalised prior to the features; ``prior_pool`` is the
+    size of the prior-scored reference sample.
     """
 
     name = "bo"
     summary = "predictor-guided Bayesian optimisation: GP over encodings, EI over mutations + samples"
     multi_objective = True
+    # Class-level defaults so snapshots pickled before the prior options existed still load.
+    warm_start, prior_feature, prior_pool = 0, True, 1000
+    _prior_ref: np.ndarray | None = None
+    _prior_top: list[Architecture] | None = None
 
     def __init__(self, problem: Problem, seed: int = 0, initial: int = 10, top_k: int = 10, n_random: int = 2000,
                  acquisition: str = "ei", max_train: int = 300, retune_every: int = 10,
                  encodings: tuple[str, ...] = ENCODINGS, noisy_ei: bool = True, pool_size: int = 20000,
-                 cost_features: bool = False) -> None:
+                 cost_features: bool = False, warm_start: int = 0, prior_feature: bool = True,
+                 prior_pool: int = 1000) -> None:
         super().__init__(problem, seed)
         require(acquisition in ("ei", "ucb", "mean"), f"acquisition must be 'ei', 'ucb' or 'mean', not {acquisition!r}")
         require(initial >= 1 and top_k >= 0 and n_random >= 0, "initial must be >= 1; top_k and n_random >= 0")
         require(max_train >= 2 and retune_every >= 1 and pool_size >= 1,
                 "max_train must be >= 2, retune_every and pool_size >= 1")
+        require(warm_start >= 0 and prior_pool >= 1, "warm_start must be >= 0 and prior_pool >= 1")
         self.initial, self.top_k, self.n_random = initial, top_k, n_random
         self.acquisition, self.max_train, self.retune_every = acquisition, max_train, retune_every
         self.encodings, self.noisy_ei, self.pool_size = tuple(encodings), noisy_ei, pool_size
         self.cost_features = cost_features
+        self.warm_start, self.prior_feature, self.prior_pool = warm_start, prior_feature, prior_pool
+        self._prior_ref: np.ndarray | None = None          # sorted prior scores of the reference sample
+        self._prior_top: list[Architecture] | None = None  # the reference sample, best prior first
         self._pool: list[Architecture] | None = None
         self._neighbourhoods: dict[str, list[Architecture]] = {}
         self._hyper: list[tuple[float, float] | None] = [None] * len(problem.objectives)
@@ -83,6 +112,8 @@ class PredictorBO(Strategy):
                 # Costs known before evaluation (latency, parameters) as log features.
                 cheap = self.problem.cheap_metrics(arch)
                 parts.append(np.log(np.maximum([float(cheap[k]) for k in sorted(cheap)], 1e-12)))
+            if self.prior is not None and self.prior_feature:
+                parts.append(np.array([PRIOR_FEATURE_SCALE * self._prior_rank(arch)]))
             f = np.concatenate(parts)
             self._features[arch.key] = f
         return f
@@ -90,11 +121,55 @@ class PredictorBO(Strategy):
     def _matrix(self, archs: list[Architecture]) -> np.ndarray:
         return np.array([self._feature(a) for a in archs])
 
+    # -- prior ------------------------------------------------------------------------------
+    def use_prior(self, score_fn: Any) -> None:
+        super().use_prior(score_fn)
+        self._features = {}  # features (and the reference sample) depend on the prior
+        self._prior_ref = self._prior_top = None
+
+    def _prior_reference(self) -> tuple[np.ndarray, list[Architecture]]:
+        """Sorted prior scores of the reference sample, and the sample ranked best-first."""
+        if self._prior_ref is None or self._prior_top is None:
+            assert self.prior is not None
+            sample = self._random_pool()[: self.prior_pool]
+            scores = np.array([self._prior_value(a) for a in sample])
+            self._prior_ref = np.sort(scores)
+            self._prior_top = [sample[int(i)] for i in np.argsort(-scores, kind="stable")]
+        return self._prior_ref, self._prior_top
+
+    def _prior_value(self, arch: Architecture) -> float:
+        assert self.prior is not None
+        v = float(self.prior(arch))
+        return v if np.isfinite(v) else -np.inf
+
+    def _prior_rank(self, arch: Architecture) -> float:
+        """Mid-rank of the prior of ``arch`` among the reference sample's, in [0, 1]."""
+        ref, _ = self._prior_reference()
+        v = self._prior_value(arch)
+        lo, hi = np.searchsorted(ref, v, "left"), np.searchsorted(ref, v, "right")
+        return float(lo + hi) / (2.0 * len(ref))
+
+    def _warm(self) -> bool:
+        return self.prior is not None and self.warm_start > 0
+
+    def _warm_proposal(self) -> Architecture | None:
+        """The best-by-prior architecture of the reference sample's top ``warm_start`` not yet seen."""
+        _, ranked = self._prior_reference()
+        for arch in ranked[: self.warm_start]:
+            if self.is_new(arch):
+                return arch
+        return None
+
     # -- proposal -------------------------------------------------------------------------
     def _propose(self) -> Architecture | None:
         # complete trials, or under multi-fidelity schedules BOHB's highest well-observed fidelity
-        done = self.model_trials(self.initial)
-        if len(done) < self.initial:
+        initial = max(self.initial, self.warm_start) if self._warm() else self.initial
+        done = self.model_trials(initial)
+        if len(done) < initial:
+            if self._warm():
+                arch = self._warm_proposal()
+                if arch is not None:
+                    return arch
             return self.space.sample(self.rng)
         # Small dense algebra: one BLAS thread is much faster than many contending ones.
         with threadpool_limits(limits=1, user_api="blas"):
@@ -171,6 +246,8 @@ class PredictorBO(Strategy):
             for a in self._neighbours(t.arch):
                 pool.setdefault(a.key, a)
         random_pool = self._random_pool()
+        if self.prior is not None and self.prior_feature:
+            random_pool = random_pool[: self.prior_pool]  # the prior-scored reference sample
         for i in self.rng.choice(len(random_pool), size=min(self.n_random, len(random_pool)), replace=False):
             a = random_pool[int(i)]
             pool.setdefault(a.key, a)
@@ -208,5 +285,6 @@ class PredictorBO(Strategy):
     # -- persistence ---------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.update(_features={}, _pool=None, _neighbourhoods={})  # caches, rebuilt on demand
+        # caches, rebuilt on demand (the prior's ones once the prior is attached again)
+        state.update(_features={}, _pool=None, _neighbourhoods={}, _prior_ref=None, _prior_top=None)
         return state
