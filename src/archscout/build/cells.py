@@ -113,12 +113,9 @@ class TwoInputCellStack(nn.Module):
         return s1
 
 
-def build_cells(space: SearchSpace, values: Mapping[str, Any], model: Mapping[str, Any],
-                input_shape: tuple[int, ...], num_classes: int, dropout: float) -> UnitNetwork:
-    """Build a cell network for inputs of ``input_shape`` = (C, L) or (C, H, W)."""
-    if len(input_shape) not in (2, 3):
-        raise SpaceError(f"cell networks need (C, L) or (C, H, W) inputs, not {tuple(input_shape)}")
-    dim = len(input_shape) - 1
+def resolve_cells(space: SearchSpace, model: Mapping[str, Any]) -> tuple[dict[str, Cell], str, str | None, str]:
+    """The space's cell parameters by name, the normal and reduce cell names (reduce None when
+    the normal cell also reduces) and the reduction mode (``cell`` or ``resnet``)."""
     cell_params = {p.name: p for p in space.params if isinstance(p, Cell)}
     if not cell_params:
         raise SpaceError("a cells model needs at least one 'cell' parameter in the space")
@@ -132,22 +129,37 @@ def build_cells(space: SearchSpace, values: Mapping[str, Any], model: Mapping[st
     reduction = str(model.get("reduction", "cell" if reduce_name else "resnet"))
     if reduction not in ("cell", "resnet"):
         raise SpaceError(f"cells model: reduction must be 'cell' or 'resnet', not {reduction!r}")
-    stages = int(model.get("stages", 3))
-    per_stage = int(model.get("cells_per_stage", 1))
+    return cell_params, normal_name, reduce_name, reduction
+
+
+def cell_plan(model: Mapping[str, Any]) -> tuple[int, list[tuple[str, int]]]:
+    """The stem width and the (kind, width) sequence of cells: ``normal`` cells per stage, a
+    ``reduce`` step (doubling the width) between stages."""
     c = int(model.get("stem_width", 16))
+    plan: list[tuple[str, int]] = []
+    width = c
+    for s in range(int(model.get("stages", 3))):
+        if s > 0:
+            width *= 2
+            plan.append(("reduce", width))
+        plan += [("normal", width)] * int(model.get("cells_per_stage", 1))
+    return c, plan
+
+
+def build_cells(space: SearchSpace, values: Mapping[str, Any], model: Mapping[str, Any],
+                input_shape: tuple[int, ...], num_classes: int, dropout: float) -> UnitNetwork:
+    """Build a cell network for inputs of ``input_shape`` = (C, L) or (C, H, W)."""
+    if len(input_shape) not in (2, 3):
+        raise SpaceError(f"cell networks need (C, L) or (C, H, W) inputs, not {tuple(input_shape)}")
+    dim = len(input_shape) - 1
+    cell_params, normal_name, reduce_name, reduction = resolve_cells(space, model)
+    c, plan = cell_plan(model)
     normal = cell_params[normal_name]
     reduce_cell = cell_params[reduce_name] if reduce_name else normal
 
     stem_cfg = {"kernel": 3}
     stem = ("stem:conv|" + unit_key("", {"c_in": input_shape[0], "c_out": c, "kernel": 3}),
             make_block("conv", input_shape[0], c, stride=1, dim=dim, **stem_cfg))
-    plan: list[tuple[str, int]] = []  # (kind, width) in order: "normal" / "reduce"
-    width = c
-    for s in range(stages):
-        if s > 0:
-            width *= 2
-            plan.append(("reduce", width))
-        plan += [("normal", width)] * per_stage
 
     if normal.cell_inputs == 1 and reduce_cell.cell_inputs == 1:
         units = [stem]

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..build import model_family
+from ..build.cells import cell_plan, resolve_cells
 from ..build.network import ClassifierHead
 from ..errors import SpaceError
 from ..ops import make_block, make_cell_op
@@ -207,16 +208,7 @@ class ChoiceSupernet(nn.Module):
 
     def _build_cells(self) -> None:
         model = self.space.model
-        cells = {p.name: p for p in self.space.params if isinstance(p, Cell)}
-        if not cells:
-            raise SpaceError("a cells supernet needs a 'cell' parameter in the space")
-        names = dict(model.get("cells") or {})
-        first = next(iter(cells))
-        normal_name = names.get("normal", first)
-        reduce_name = names.get("reduce", "reduce" if "reduce" in cells and normal_name != "reduce" else None)
-        for nm in (normal_name, reduce_name):
-            if nm is not None and nm not in cells:
-                raise SpaceError(f"cells model: no cell parameter named {nm!r}")
+        cells, normal_name, reduce_name, reduction = resolve_cells(self.space, model)
         used = [normal_name] + ([reduce_name] if reduce_name and reduce_name != normal_name else [])
         for nm in used:
             cell = cells[nm]
@@ -228,16 +220,8 @@ class ChoiceSupernet(nn.Module):
                                            pick=0 if cell.inputs == "all" else int(cell.inputs),
                                            zero=tuple(op in cell.zero for op in cell.ops)))
         self.cells_used = {"normal": normal_name, "reduce": reduce_name or normal_name}
-        reduction = str(model.get("reduction", "cell" if reduce_name else "resnet"))
-        stages, per_stage, c = int(model.get("stages", 3)), int(model.get("cells_per_stage", 1)), int(model.get("stem_width", 16))
+        c, plan = cell_plan(model)
         self.stem = make_block("conv", self.input_shape[0], c, stride=1, dim=self.dim, kernel=3)
-        plan: list[tuple[str, int]] = []
-        width = c
-        for s in range(stages):
-            if s > 0:
-                width *= 2
-                plan.append(("reduce", width))
-            plan += [("normal", width)] * per_stage
         self.two_input = cells[normal_name].cell_inputs == 2
         self.body = nn.ModuleList()
         self.pre0, self.pre1, self.post = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
