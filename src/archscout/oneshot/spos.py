@@ -25,7 +25,7 @@ from ..space import Architecture, SearchSpace
 from ..training.data import TaskData
 from ..training.trainer import torch_threads
 from .bn import recalibrate_bn
-from .supernet import ChoiceSupernet, Path, build_supernet
+from .supernet import ChoiceSupernet, Path
 
 EVAL_BATCH = 1024
 
@@ -152,4 +152,4 @@ def run_spos(space: SearchSpace, data: TaskData, *, epochs: int = 30, batch_size
                          history=ev.history, info={"scored": len(ranked), "search_budget": search_budget})
 
 
-__all__ = ["inherited_accuracy", "path_accuracy", "run_spos", "train_spos", "build_supernet", "Path"]
+__all__ = ["fair_paths", "inherited_accuracy", "path_accuracy", "run_spos", "train_spos"]

@@ -31,6 +31,7 @@ the values of ``base`` (default: the space's first architecture).
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -505,8 +506,6 @@ class ChoiceSupernet(nn.Module):
 
 
 def _plain(cfg: Mapping[str, Any]) -> str:
-    import json
-
     return json.dumps({k: cfg[k] for k in sorted(cfg)}, default=str)
 
 
