@@ -17,7 +17,7 @@ from archscout.build import build_model  # noqa: E402
 from archscout.errors import ArchscoutError  # noqa: E402
 from archscout.hardware import count_flops, count_params  # noqa: E402
 from archscout.proxies import PROXIES, ProxyEvaluator, compute_proxies, compute_proxy, make_prior  # noqa: E402
-from archscout.proxies.scores import (NASWOT_SINGULAR, SYNFLOW_FLOOR, jacob_cov_score,  # noqa: E402
+from archscout.proxies.scores import (NASWOT_SINGULAR, SYNFLOW_FLOOR, ZICO_FLOOR, jacob_cov_score,  # noqa: E402
                                       minibatch)
 from archscout.space import SearchSpace  # noqa: E402
 from archscout.space.spec import load_space, space_from_spec  # noqa: E402
@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "src/archscout/reference/mnist1d_cells.space.yaml"
 MACRO = ROOT / "examples/spaces/macro_net.yaml"
 # Proxies whose math does not depend on the order of the samples in the batch (all but the
-# count-based ones, which read no batch at all).
+# count-based ones, which read no batch at all, and zico, which splits the batch into two halves
+# in the order given: its score depends on which samples land in which half).
 ORDER_INVARIANT = ("synflow", "snip", "grasp", "fisher", "grad_norm", "jacob_cov", "naswot", "epsinas")
 NONE_CELL = [{"inputs": [0], "ops": ["none"]}, {"inputs": [0, 1], "ops": ["none", "none"]}]
 CONV_CELL = [{"inputs": [0], "ops": ["nor_conv_3x3"]}, {"inputs": [0, 1], "ops": ["skip_connect", "sep_conv_3x3"]}]
@@ -147,10 +148,11 @@ def test_a_cell_with_only_none_paths_gets_finite_bottom_scores(cell: list, refer
     assert all(math.isfinite(v) for v in scores.values())
     assert scores["synflow"] == SYNFLOW_FLOOR          # no path from input to output
     assert scores["epsinas"] == 0.0                    # constant output
+    assert scores["zico"] == ZICO_FLOOR                # no layer with a varying gradient
     assert scores["snip"] == 0.0 and scores["grad_norm"] == 0.0     # no gradient reaches a weight
     assert scores["jacob_cov"] == pytest.approx(jacob_cov_score(np.ones((64, 40))))  # rank-1: the minimum
     live_scores = compute_proxies(PROXIES, live, mnist1d)
-    for proxy in ("synflow", "snip", "grad_norm", "fisher", "jacob_cov", "naswot", "epsinas"):
+    for proxy in ("synflow", "snip", "grad_norm", "fisher", "jacob_cov", "naswot", "epsinas", "zico"):
         assert live_scores[proxy] > scores[proxy], proxy
 
 
@@ -176,6 +178,53 @@ def test_naswot_without_relus_is_singular(mnist1d: TaskData) -> None:
             return self.fc(x.flatten(1))
 
     assert compute_proxy("naswot", Linear(), mnist1d) == NASWOT_SINGULAR
+
+
+class _TwoLayer(torch.nn.Module):
+    """A 2-layer MLP on MNIST-1D; ``dead=True`` adds a linear layer that is never used and one whose
+    output is multiplied by zero, so neither gets a gradient that depends on the data."""
+
+    def __init__(self, dead: bool = False) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.fc1 = torch.nn.Linear(40, 16)
+            self.fc2 = torch.nn.Linear(16, 10)
+            self.dead = dead
+            if dead:
+                self.unused = torch.nn.Linear(40, 10)
+                self.zeroed = torch.nn.Linear(40, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc2(torch.relu(self.fc1(x.flatten(1))))
+        return out + 0.0 * self.zeroed(x.flatten(1)) if self.dead else out
+
+
+def test_zico_ignores_layers_the_output_does_not_depend_on(mnist1d: TaskData) -> None:
+    live = compute_proxy("zico", _TwoLayer(), mnist1d, batch_size=32, seed=1)
+    dead = compute_proxy("zico", _TwoLayer(dead=True), mnist1d, batch_size=32, seed=1)
+    assert math.isfinite(dead) and live > 0
+    assert dead == pytest.approx(live, rel=1e-9)  # the two extra layers add nothing
+
+
+def test_zico_depends_on_the_split_into_halves(reference: SearchSpace, mnist1d: TaskData) -> None:
+    x, y = mnist1d.x_train[:24], mnist1d.y_train[:24]
+    mix = torch.tensor([0, 12, 1, 13, 2, 14, 3, 15, 4, 16, 5, 17, 6, 18, 7, 19, 8, 20, 9, 21, 10, 22, 11, 23])
+    model = _reference_model(reference, mnist1d, CONV_CELL)
+    one = compute_proxy("zico", model, dataclasses.replace(mnist1d, x_train=x, y_train=y), batch_size=24)
+    other = compute_proxy("zico", model, dataclasses.replace(mnist1d, x_train=x[mix], y_train=y[mix]), batch_size=24)
+    assert math.isfinite(one) and math.isfinite(other) and one != pytest.approx(other, rel=1e-6)
+
+
+def test_zico_needs_two_halves_of_two_samples(reference: SearchSpace, mnist1d: TaskData) -> None:
+    model = _reference_model(reference, mnist1d, CONV_CELL)
+    for size in (2, 3):
+        with pytest.raises(ArchscoutError, match=r"zico needs a batch of at least 4 samples") as info:
+            compute_proxy("zico", model, mnist1d, batch_size=size)
+        assert "\n" not in str(info.value)
+    assert math.isfinite(compute_proxy("zico", model, mnist1d, batch_size=5))  # odd: the last sample is dropped
+    with pytest.raises(ArchscoutError, match=">= 4 for zico"):
+        ProxyEvaluator(reference, mnist1d, "zico", batch_size=3)
 
 
 def test_count_proxies_match_the_hardware_counts(reference: SearchSpace, mnist1d: TaskData) -> None:

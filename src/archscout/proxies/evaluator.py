@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ArchscoutError
 from ..evaluators.base import Evaluator
 from ..space import Architecture, SearchSpace
-from .names import check_proxy
+from .names import check_proxy, min_batch_size
 
 # Costs that need an extra artefact (a latency table or predictor) are not offered here.
 _UNSUPPORTED_COSTS = ("lut_latency_ms", "pred_latency_ms")
@@ -44,8 +44,8 @@ class ProxyEvaluator(Evaluator):
 
         check_proxy(proxy)
         model_family(space)  # a space without a model section fails here
-        if int(batch_size) < 2:
-            raise ArchscoutError(f"proxy batch_size must be >= 2, not {batch_size}")
+        if int(batch_size) < min_batch_size(proxy):
+            raise ArchscoutError(f"proxy batch_size must be >= {min_batch_size(proxy)} for {proxy}, not {batch_size}")
         self._space = space
         self.proxy = proxy
         self.batch_size, self.seed = int(batch_size), int(seed)

@@ -2,7 +2,8 @@
 
 Every proxy returns one finite float where **higher = predicted better**. They follow
 Abdelfattah et al. 2021 ("Zero-Cost Proxies for Lightweight NAS") for the pruning-at-init
-family, Mellor et al. 2021 for the two NASWOT scores and Gracheva 2023 for epsinas:
+family, Mellor et al. 2021 for the two NASWOT scores, Gracheva 2023 for epsinas and Li et al.
+2023 (ICLR, "ZiCo: Zero-shot NAS via Inverse Coefficient of Variation on Gradients") for zico:
 
 * ``synflow`` (data-free): on a float64 copy whose parameters and buffers are replaced by
   their absolute values, with BatchNorm (and dropout) in eval mode, R = sum of the logits for
@@ -32,6 +33,19 @@ family, Mellor et al. 2021 for the two NASWOT scores and Gracheva 2023 for epsin
   the float64 logits of the batch (BatchNorm in training mode) are flattened and min-max scaled to
   [0, 1] per initialisation; exact zeros are dropped; score = mean |p₁ − p₂| / mean p. A
   constant output (no dispersion) gives 0, the lowest score.
+* ``zico``: the minibatch is split, in the order :func:`minibatch` returns it, into two equal
+  halves (an odd last sample is dropped; a ``batch_size`` below ``ZICO_MIN_BATCH`` = 4 is an
+  EvaluationError). Each half has its own forward pass (BatchNorm on that half's statistics)
+  and gradient g = ∂L/∂θ, L that half's mean cross-entropy, for the conv/linear weights. Per
+  layer and weight element: σ = the population standard deviation of the two halves' g
+  (``torch.std`` with ``correction=0``, as the paper's ``np.std``) and μ = the mean of |g| over
+  the halves; s = Σ μ/σ over the layer's elements with σ ≠ 0, and the layer adds log s when
+  s > 0, nothing otherwise (no gradient, or the same one in both halves). Score = the sum over
+  layers. As μ/σ = (|g₁| + |g₂|)/|g₁ − g₂| ≥ 1, a contributing layer adds ≥ 0 (up to
+  rounding); a network without one (no gradient reaches a weight) gets ``ZICO_FLOOR`` = −1,
+  below any real score. Non-finite gradients give ``FALLBACK``. Unlike the others, zico
+  depends on which samples fall in which half, so it is **not** invariant to the order of
+  the batch.
 * ``params`` and ``flops``: :func:`archscout.hardware.count_params` / ``count_flops`` (per
   sample): bigger is "better", the baseline every proxy should beat.
 
@@ -41,8 +55,8 @@ with dropout switched off, on a deep copy of the model: the caller's weights,
 ``batch_size`` samples of the training split picked by ``seed`` (:func:`minibatch`);
 randomness inside a proxy is seeded by ``seed`` and the global torch RNG is left as it was.
 Scores are deterministic for a seed, and (up to float error) invariant to the order of the
-samples in the batch. A non-finite result of any proxy is replaced by its documented
-fallback, or else by ``FALLBACK`` (−1e30), so a score is always finite.
+samples in the batch, except zico (see above). A non-finite result of any proxy is replaced by
+its documented fallback, or else by ``FALLBACK`` (−1e30), so a score is always finite.
 """
 from __future__ import annotations
 
@@ -60,7 +74,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import EvaluationError
 from ..training.data import TaskData
-from .names import PROXIES, check_proxy
+from .names import PROXIES, check_proxy, min_batch_size
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 EPSINAS_WEIGHTS = (1e-7, 1.0)
@@ -68,6 +82,8 @@ JACOB_K = 1e-5
 SYNFLOW_FLOOR = math.log(sys.float_info.min * sys.float_info.epsilon)  # log of the smallest double, about -744.4
 SYNFLOW_CEIL = math.log(sys.float_info.max)                            # about 709.8
 NASWOT_SINGULAR = -1.0
+ZICO_FLOOR = -1.0
+ZICO_MIN_BATCH = min_batch_size("zico")  # two halves of >= 2 samples (BatchNorm in training mode needs 2)
 FALLBACK = -1e30
 
 ModelSource = nn.Module | Callable[[], nn.Module]
@@ -300,6 +316,34 @@ def _epsinas(model: nn.Module, x: torch.Tensor, weights: tuple[float, float] = E
     return score if math.isfinite(score) else 0.0
 
 
+# -- ZiCo (Li et al.) ------------------------------------------------------------------------------------
+def _zico(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    half = len(x) // 2
+    if half < ZICO_MIN_BATCH // 2:
+        raise EvaluationError(f"zico needs a batch of at least {ZICO_MIN_BATCH} samples (two halves), not {len(x)}")
+    m = _working_copy(model)
+    weights = [l.weight for l in _weight_layers(m)]
+    if not weights:
+        return ZICO_FLOOR
+    per_half: list[list[torch.Tensor]] = []
+    for part in (slice(0, half), slice(half, 2 * half)):
+        loss = F.cross_entropy(_logits(m, x[part]), y[part])
+        grads = torch.autograd.grad(loss, weights, allow_unused=True)
+        per_half.append([torch.zeros_like(w) if g is None else g.detach() for w, g in zip(weights, grads)])
+    score, contributing = 0.0, 0
+    for g1, g2 in zip(*per_half):
+        g = torch.stack([g1.reshape(-1), g2.reshape(-1)]).double()   # 2 x numel
+        std = torch.std(g, dim=0, correction=0)
+        keep = std != 0
+        s = float((g.abs().mean(dim=0)[keep] / std[keep]).sum())
+        if not math.isfinite(s):
+            return math.nan  # non-finite gradients: compute_proxy gives FALLBACK
+        if s > 0:
+            score += math.log(s)
+            contributing += 1
+    return score if contributing else ZICO_FLOOR
+
+
 # -- the public API ------------------------------------------------------------------------------------------
 def compute_proxy(name: str, model: nn.Module, data: TaskData, *, batch_size: int = 64, seed: int = 0) -> float:
     """The proxy ``name`` (one of :data:`PROXIES`) of ``model`` on a minibatch of ``data``'s training
@@ -308,6 +352,9 @@ def compute_proxy(name: str, model: nn.Module, data: TaskData, *, batch_size: in
     ``model`` is a classifier returning logits (an archscout ``UnitNetwork``); it is left unchanged.
     """
     check_proxy(name)
+    if name == "zico" and int(batch_size) < ZICO_MIN_BATCH:
+        raise EvaluationError(f"zico needs a batch of at least {ZICO_MIN_BATCH} samples (two halves), "
+                              f"not {batch_size}")
     if name == "params":
         from ..hardware import count_params
 
@@ -336,6 +383,8 @@ def compute_proxy(name: str, model: nn.Module, data: TaskData, *, batch_size: in
                 score = _jacob_cov(model, x)
             elif name == "naswot":
                 score = _naswot(model, x)
+            elif name == "zico":
+                score = _zico(model, x, y)
             else:
                 score = _epsinas(model, x)
     return float(score) if math.isfinite(score) else FALLBACK
@@ -353,4 +402,4 @@ def compute_proxies(names: Iterable[str], model_factory: ModelSource, data: Task
 
 
 __all__ = ["EPSINAS_WEIGHTS", "FALLBACK", "NASWOT_SINGULAR", "PROXIES", "SYNFLOW_CEIL", "SYNFLOW_FLOOR",
-           "compute_proxies", "compute_proxy", "jacob_cov_score", "minibatch"]
+           "ZICO_FLOOR", "ZICO_MIN_BATCH", "compute_proxies", "compute_proxy", "jacob_cov_score", "minibatch"]
