@@ -161,6 +161,36 @@ def test_spos_training_is_deterministic_and_learns(signal):
     assert acc == path_accuracy(nets[1], nets[1].path_of(arch), signal)
 
 
+def test_spos_sampler_restricts_training_to_its_paths(signal):
+    # A few-shot sub-supernet: every training path has edge 0 fixed to nor_conv_3x3, so the
+    # edge's other conv (nor_conv_1x1) keeps its initial weights and nor_conv_3x3's change.
+    space = tiny_cells(ops=("none", "skip_connect", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3"))
+    net = build_supernet(space, signal.input_shape, signal.num_classes, seed=0)
+    group = net.groups[0]
+    conv = group.candidates.index("nor_conv_3x3")
+    start = copy.deepcopy(net.state_dict())
+    drawn = []
+
+    def fixed(rng):
+        path = {k: list(v) for k, v in net.sample_path(rng).items()}
+        path[group.name][0] = conv
+        drawn.append(path)
+        return path
+
+    train_spos(net, signal, epochs=1, batch_size=32, seed=1, sampler=fixed)
+    assert drawn and all(p[group.name][0] == conv for p in drawn)
+    changed = {k for k, v in net.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, start[k])}
+    names = {id(p): k for k, p in net.named_parameters()}
+    checked = 0
+    for _, row, op in net.mixed_ops():
+        for i, cand in enumerate(op.ops):
+            params = {names[id(p)] for p in cand.parameters()}
+            if row == 0 and params:
+                assert bool(params & changed) == (i == conv), (i, params & changed)
+                checked += 1
+    assert checked >= 2
+
+
 def test_supernet_evaluator_scores_and_searches_under_a_budget(signal):
     space = tiny_cells(nodes=2)
     ev = SupernetEvaluator(space, signal, epochs=1, batch_size=32)

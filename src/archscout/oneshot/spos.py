@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,13 +48,15 @@ def fair_paths(supernet: ChoiceSupernet, rng: np.random.Generator) -> list[Path]
 
 def train_spos(supernet: ChoiceSupernet, data: TaskData, *, epochs: int = 30, batch_size: int = 64,
                lr: float = 3e-3, weight_decay: float = 1e-4, grad_clip: float = 5.0, sampling: str = "uniform",
-               seed: int = 0, threads: int = 1, progress: bool = False) -> list[dict[str, float]]:
+               seed: int = 0, threads: int = 1, progress: bool = False,
+               sampler: Callable[[np.random.Generator], Path] | None = None) -> list[dict[str, float]]:
     """Train ``supernet`` with single-path sampling on ``data``'s training split.
 
     ``sampling="uniform"`` (SPOS): one architecture drawn uniformly from the space per step.
     ``"fair"`` (FairNAS): per step a set of paths that runs every candidate of every row once,
     gradients summed, one update (costs that many forward/backward passes per step).
-    AdamW with a cosine schedule over all steps. Deterministic for ``seed`` on CPU (the
+    ``sampler`` replaces uniform sampling by any ``rng -> path`` draw (e.g. a few-shot
+    sub-supernet that fixes one row; Zhao et al. 2021). AdamW with a cosine schedule over all steps. Deterministic for ``seed`` on CPU (the
     global torch RNG is restored afterwards). Returns one record per epoch: ``epoch``,
     ``train_loss`` (mean over the epoch's sampled paths), ``seconds``.
     """
@@ -80,7 +82,10 @@ def train_spos(supernet: ChoiceSupernet, data: TaskData, *, epochs: int = 30, ba
         for epoch in range(epochs):
             start, losses = time.perf_counter(), []
             for xb, yb in _batches(data.x_train, data.y_train, batch_size, gen):
-                paths = fair_paths(supernet, rng) if sampling == "fair" else [supernet.sample_path(rng)]
+                if sampling == "fair":
+                    paths = fair_paths(supernet, rng)
+                else:
+                    paths = [sampler(rng) if sampler is not None else supernet.sample_path(rng)]
                 opt.zero_grad(set_to_none=True)
                 for path in paths:
                     supernet.set_path(path)
