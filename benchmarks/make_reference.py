@@ -11,7 +11,9 @@ of that run on the machine that made it), params and flops (one sample, forward 
 Runs already finished are kept in ``<out>.runs.jsonl`` so an interrupted run resumes.
 
 Usage: python benchmarks/make_reference.py [--workers 2] [--out PATH] [--limit N]
-Last line: JSON {"n_archs", "n_runs", "wall_s", "cpu_s", "valid_acc_range", "seed_spearman"}.
+Last line: JSON {"n_archs", "n_runs", "wall_s", "cpu_s", "valid_acc_range", "seed_spearman", "seed_kendall"
+(both means over seed pairs), "heldout_seed_kendall" (with >= 3 seeds: each seed against the mean of the
+others, averaged)}.
 """
 from __future__ import annotations
 
@@ -107,14 +109,28 @@ def main() -> None:
     }
     Path(args.out).write_text(json.dumps(table, separators=(",", ":")) + "\n")
 
-    from scipy.stats import spearmanr
+    from itertools import combinations
 
-    per_seed = [[done[(a.to_json(), int(s))]["metrics"]["valid_acc"] for a in archs] for s in settings["seeds"]]
-    means = [sum(v) / len(v) for v in zip(*per_seed)]
+    import numpy as np
+    from scipy.stats import kendalltau, spearmanr
+
+    per_seed = np.array([[done[(a.to_json(), int(s))]["metrics"]["valid_acc"] for a in archs] for s in settings["seeds"]])
+    means = per_seed.mean(axis=0)
     cpu = sum(r["metrics"]["train_s"] for r in done.values())
-    print(json.dumps({"n_archs": len(archs), "n_runs": len(entries), "wall_s": round(wall, 1),
-                      "cpu_s": round(cpu, 1), "valid_acc_range": [round(min(means), 4), round(max(means), 4)],
-                      "seed_spearman": round(float(spearmanr(per_seed[0], per_seed[1])[0]), 4)}))
+    pairs = list(combinations(range(len(per_seed)), 2))
+    summary = {"n_archs": len(archs), "n_runs": len(entries), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+               "valid_acc_range": [round(float(means.min()), 4), round(float(means.max()), 4)],
+               # agreement between seeds: mean over seed pairs
+               "seed_spearman": round(float(np.mean([spearmanr(per_seed[i], per_seed[j])[0] for i, j in pairs])), 4)
+               if pairs else None,
+               "seed_kendall": round(float(np.mean([kendalltau(per_seed[i], per_seed[j])[0] for i, j in pairs])), 4)
+               if pairs else None}
+    if len(per_seed) >= 3:
+        # how well one more stand-alone training ranks against the mean of the others: each seed
+        # in turn against the mean of the rest (a yardstick for supernet and predictor rankings)
+        held = [kendalltau(per_seed[i], np.delete(per_seed, i, axis=0).mean(axis=0))[0] for i in range(len(per_seed))]
+        summary["heldout_seed_kendall"] = round(float(np.mean(held)), 4)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

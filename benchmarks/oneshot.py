@@ -1,5 +1,5 @@
 """Issue-4 targets for weight sharing, judged on archscout's MNIST-1D reference benchmark
-(src/archscout/reference/mnist1d_cells.json: all 692 architectures trained stand-alone, 2 seeds).
+(src/archscout/reference/mnist1d_cells.json: all 692 architectures trained stand-alone, 3 seeds).
 
 1. SPOS ranking: train a SPOS supernet of the reference space on MNIST-1D, score every
    architecture with inherited weights (BN recalibrated) on the validation split, and report
@@ -48,14 +48,12 @@ def main() -> None:
     from archscout.evaluators.tabular import load_tabular
     from archscout.oneshot.runner import run_method
     from archscout.oneshot.evaluator import SupernetEvaluator
-    from archscout.reference import reference_recipe, reference_table
-    from archscout.training.data import load_dataset
+    from archscout.reference import reference_data, reference_table
 
     torch.set_num_threads(1)
     table = load_tabular(reference_table())
     space = table.space
-    recipe = reference_recipe()
-    data = load_dataset(recipe["dataset"], seed=int(recipe["split_seed"]))
+    data = reference_data()
     entries = list(table.entries())
     acc = {a.key: m["valid_acc"] for a, m in entries}
     test = {a.key: m["test_acc"] for a, m in entries}

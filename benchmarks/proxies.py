@@ -1,7 +1,7 @@
 """Issue-4 part 5: how well each training-free proxy ranks the MNIST-1D reference architectures.
 
 Protocol: every architecture of ``src/archscout/reference/mnist1d_cells.json`` (the trained
-table; its metrics are the mean of two training seeds), built untrained with weight seed 0;
+table; its metrics are the mean of three training seeds), built untrained with weight seed 0;
 every proxy of :mod:`archscout.proxies` computed on the same minibatch of 64 samples of the
 training split (data split seed 0, the table's ``split_seed``; minibatch seed 0); Spearman ρ
 of each proxy against the table's mean ``valid_acc`` (``spearman``) and mean ``test_acc``

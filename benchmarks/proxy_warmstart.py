@@ -2,7 +2,7 @@
 architecture with fewer (expensive) evaluations?
 
 Protocol: the MNIST-1D reference table (``src/archscout/reference/mnist1d_cells.json``, mean of
-two training seeds per architecture) as the evaluator, objective ``valid_acc:max``, one
+three training seeds per architecture) as the evaluator, objective ``valid_acc:max``, one
 sequential query at a time. A run counts the queries (table evaluations) until the best
 architecture found is in the table's top 1% by mean valid_acc (the 7 best of 692); a run that
 has not got there after ``--budget`` queries counts as the budget (a miss, reported).

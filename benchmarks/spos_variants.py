@@ -52,14 +52,13 @@ def main() -> None:
     from archscout.evaluators.tabular import load_tabular
     from archscout.oneshot.spos import path_accuracy, train_spos
     from archscout.oneshot.supernet import build_supernet
-    from archscout.reference import reference_recipe, reference_table
-    from archscout.training.data import load_dataset
+    from archscout.reference import reference_data, reference_recipe, reference_table
 
     torch.set_num_threads(1)
     table = load_tabular(reference_table())
     space = table.space
+    data = reference_data()
     recipe = reference_recipe()
-    data = load_dataset(recipe["dataset"], seed=int(recipe["split_seed"]))
     entries = list(table.entries())
     keys = [a.key for a, _ in entries]
     acc = np.array([m["valid_acc"] for _, m in entries])

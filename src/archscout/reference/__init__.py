@@ -2,7 +2,7 @@
 
 ``mnist1d-cells``: every one of the 692 distinct architectures of
 ``mnist1d_cells.space.yaml`` (a NAS-Bench-201-style 1-D network whose 3-edge cell picks among
-10 ops) trained on MNIST-1D with ``mnist1d_cells.recipe.yaml``, two seeds each, in the
+10 ops) trained on MNIST-1D with ``mnist1d_cells.recipe.yaml``, three seeds each, in the
 generic tabular format (``mnist1d_cells.json``). Regenerate with
 ``python benchmarks/make_reference.py``. Use it as ``--benchmark reference:mnist1d-cells``.
 """
@@ -40,4 +40,13 @@ def reference_recipe(name: str = "mnist1d-cells") -> dict[str, Any]:
     return dict(yaml.safe_load((HERE / f"{_stem(name)}.recipe.yaml").read_text()))
 
 
-__all__ = ["REFERENCES", "reference_recipe", "reference_space", "reference_table"]
+def reference_data(name: str = "mnist1d-cells") -> Any:
+    """The reference benchmark's data (a :class:`~archscout.training.data.TaskData`) with the
+    same train/validation/test split its architectures were trained and scored on."""
+    from ..training.data import load_dataset
+
+    recipe = reference_recipe(name)
+    return load_dataset(recipe["dataset"], seed=int(recipe["split_seed"]))
+
+
+__all__ = ["REFERENCES", "reference_data", "reference_recipe", "reference_space", "reference_table"]
