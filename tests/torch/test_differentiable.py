@@ -15,8 +15,8 @@ from archscout.errors import ArchscoutError, SpaceError, UnknownNameError  # noq
 from archscout.hardware import LatencyTable  # noqa: E402
 from archscout.oneshot.differentiable import METHODS, _resolve, _Search, run_differentiable  # noqa: E402
 from archscout.oneshot.latency_loss import candidate_latencies  # noqa: E402
-from archscout.oneshot.selection import (DartsPlusMonitor, avoid_collapse, first_valid, is_collapsed,  # noqa: E402
-                                         live_rows, param_free_fraction, perturbation_select)
+from archscout.oneshot.selection import (DartsPlusMonitor, avoid_collapse, candidate_pool, first_valid,  # noqa: E402
+                                         is_collapsed, live_rows, param_free_fraction, perturbation_select)
 from archscout.oneshot.supernet import ChoiceSupernet  # noqa: E402
 from archscout.space.spec import space_from_spec  # noqa: E402
 from archscout.training.data import load_dataset  # noqa: E402
@@ -42,7 +42,7 @@ MACRO_SPEC = {
           "body": [{"name": "block", "type": "choice", "options": ["conv", "mbconv"]}]}],
     ]}],
 }
-FAST = {"epochs": 2, "batch_size": 16, "warmup_epochs": 0, "finetune_steps": 1}
+FAST = {"epochs": 2, "batch_size": 16, "warmup_epochs": 0, "finetune_steps": 1, "pool_steps": 10}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,8 @@ def test_methods_train_both_levels_and_derive_a_valid_arch(method, cells, data):
     assert len(result.history) == 2 and {"train_loss", "valid_acc", "entropy", "skips"} <= set(result.history[0])
     assert 0.0 <= result.scores[0]["supernet_acc"] <= 1.0
     assert 0.0 <= result.scores[0]["param_free_fraction"] <= 1.0
-    assert isinstance(result.info["collapsed"], bool) and result.info["guard"] == "perturbation"
+    assert isinstance(result.info["collapsed"], bool) and result.info["guard"] == "pool"
+    assert result.info["pool"] and result.info["pool_init"] == "fresh"
     if method in ("fbnet", "proxyless"):
         assert result.scores[0]["lut_latency_ms"] == pytest.approx(result.info["lut_latency_ms"])
         assert result.scores[0]["lut_latency_ms"] > 0
@@ -121,7 +122,8 @@ def test_second_order_darts_differs_from_first_order(cells, data):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_macro_spaces_work_for_every_method(method, macro, data):
-    result = run_differentiable(method, macro, data, epochs=1, batch_size=16, warmup_epochs=0, finetune_steps=1)
+    result = run_differentiable(method, macro, data, epochs=1, batch_size=16, warmup_epochs=0, finetune_steps=1,
+                                pool_steps=5)
     assert macro.contains(result.archs[0])
     if method == "pc-darts":
         assert result.info["settings"]["partial_channels"] == 1   # no cell edges to split
@@ -130,7 +132,7 @@ def test_macro_spaces_work_for_every_method(method, macro, data):
 
 # -- guards ---------------------------------------------------------------------------------------------
 def test_perturbation_guard_records_its_choices(cells, data):
-    result = run_differentiable("darts", cells, data, **FAST)
+    result = run_differentiable("darts", cells, data, **FAST, guard="perturbation")
     decisions = [d for d in result.info["decisions"] if "selected" in d]
     assert sorted(d["row"] for d in decisions) == ["node0<-0", "node1<-0", "node1<-1"]
     for d in decisions:
@@ -139,6 +141,42 @@ def test_perturbation_guard_records_its_choices(cells, data):
     assert cells.contains(result.archs[0]) and not result.info["collapsed"]
     if result.info["changed"]:
         assert len(result.archs) == 2 and result.archs[1].to_dict() == result.info["argmax_arch"]
+
+
+@pytest.mark.parametrize("method,init", [("darts", "fresh"), ("pc-darts", "fresh"), ("gdas", "inherit"),
+                                         ("proxyless", "fresh")])
+def test_pool_guard_picks_the_most_accurate_pool_member_and_records_the_pool(method, init, cells, data):
+    table = _fixed_table(cells, data)
+    kw = dict(FAST, pool_size=6, pool_steps=5, pool_init=init, seed=1, latency_table=table)
+    result = run_differentiable(method, cells, data, **kw)                 # guard="pool" is the default
+    assert cells.contains(result.archs[0]) and not result.info["collapsed"]
+    assert result.info["guard"] == "pool" and result.info["pool_steps"] == 5 and result.info["pool_init"] == init
+    pool = result.info["pool"]
+    assert len(pool) == result.info["pool_size"] >= 6       # the 6 most probable and the argmax's neighbours
+    assert len({cells.make(r["arch"]).key for r in pool}) == len(pool)
+    assert [r["rank"] for r in pool] == list(range(len(pool)))
+    assert all(0.0 <= r["valid_acc"] <= 1.0 and r["log_prob"] <= 0.0 for r in pool)
+    picked = pool[result.info["picked_rank"]]
+    assert cells.make(picked["arch"]).key == result.archs[0].key
+    live = [r for r in pool if not r["collapsed"]]
+    assert picked["valid_acc"] == max(r["valid_acc"] for r in live)
+    again = run_differentiable(method, cells, data, **kw)           # deterministic for a seed
+    assert again.archs[0].key == result.archs[0].key and again.info["pool"] == pool
+
+
+def test_candidate_pool_lists_the_most_probable_valid_paths_first(cells, data):
+    net = ChoiceSupernet(cells, data.input_shape, data.num_classes)
+    probs = torch.softmax(torch.linspace(0, 3, 30).reshape(3, 10), dim=1)
+    start = net.path_from_weights({"cell": probs})
+    pool = candidate_pool(net, start, {"cell": probs}, 5, neighbours=False)
+    assert len(pool) == 5 and pool[0][0] == start
+    logp = [sum(float(torch.log(probs[r, i])) for r, i in enumerate(path["cell"])) for path, _ in pool]
+    assert logp == sorted(logp, reverse=True)
+    assert all(cells.contains(arch) for _, arch in pool)
+    wide = candidate_pool(net, start, {"cell": probs}, 5, neighbours=True)
+    assert [a.key for _, a in wide[:5]] == [a.key for _, a in pool] and len(wide) > 5
+    for path, _ in wide[5:]:                                         # one-row changes of the argmax
+        assert sum(a != b for a, b in zip(path["cell"], start["cell"])) == 1
 
 
 def test_darts_plus_stops_when_skips_take_over(cells, data):
@@ -249,6 +287,8 @@ def test_latency_weight_moves_alphas_toward_cheaper_ops(cells, data):
 @pytest.mark.parametrize("method,options,error", [
     ("enas", {}, UnknownNameError),
     ("darts", {"guard": "magic"}, ArchscoutError),
+    ("darts", {"pool_init": "warm"}, ArchscoutError),
+    ("darts", {"pool_size": 0}, ArchscoutError),
     ("gdas", {"order": 2}, ArchscoutError),
     ("darts", {"order": 3}, ArchscoutError),
     ("darts", {"w_lr": -1.0}, ArchscoutError),

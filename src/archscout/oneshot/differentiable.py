@@ -25,8 +25,20 @@ candidate per row) on the other half, alternating one step each (DARTS's split);
   those, and update ``alpha`` with the binary-gate gradient over the pair (a straight-through
   gate on the pair's renormalised softmax), plus the same expected-latency term as FBNet.
 
-After the search a collapse guard (:mod:`.selection`, ``guard=``) derives the architecture:
-perturbation-based selection by default, DARTS+ early stopping, or the plain argmax.
+After the search a collapse guard (:mod:`.selection`, ``guard=``) derives the architecture.
+The default, ``"pool"``, is selection by supernet accuracy over a candidate pool, the core
+idea of Wang et al. 2021 ("Rethinking Architecture Selection in Differentiable NAS": the
+architecture weights do not show how strong an op is, the supernet's accuracy does) in the
+form of DARTS's own candidate selection (Liu et al. 2019 pick among searched cells by a short
+training and their validation accuracy): the ``pool_size`` most probable architectures under
+softmax(alpha) plus every one-row change of the argmax, a single-path supernet trained on
+just those (uniform sampling, weight half of ``data.x_train``; by default freshly
+initialised, because the search supernet's inherited weights ranked the pool no better than
+chance for PC-DARTS and GDAS on the MNIST-1D reference), each scored on ``data.x_valid``
+with BatchNorm recalibrated, and the most accurate non-collapsed member derived. The pool and
+its scores are in ``info["pool"]``. The alternatives: ``"perturbation"`` (Wang et al.'s
+row-by-row perturbation selection), ``"darts+"`` (DARTS+ early stopping) and ``"none"`` (the
+plain argmax).
 
 Settings left at 0 take the method's default (:data:`METHOD_DEFAULTS`, tuned on the MNIST-1D
 reference benchmark; see the report in ``info["settings"]``). A search is deterministic for
@@ -53,8 +65,8 @@ from ..training.data import TaskData
 from ..training.trainer import _preserved_global_rng, _stream_seed, torch_threads
 from .base import OneShotResult
 from .latency_loss import CandidateLatency, candidate_latencies
-from .selection import (GUARDS, DartsPlusMonitor, avoid_collapse, first_valid, is_collapsed, param_free_fraction,
-                        perturbation_select, skip_count)
+from .selection import (GUARDS, DartsPlusMonitor, avoid_collapse, candidate_pool, first_valid, is_collapsed,
+                        param_free_fraction, perturbation_select, skip_count)
 from .supernet import ChoiceSupernet, Path
 
 METHODS = ("darts", "pc-darts", "gdas", "fbnet", "proxyless")
@@ -79,6 +91,10 @@ CALIB_SAMPLES = 512         # training samples used to recalibrate BatchNorm for
 SELECT_SAMPLES = 1000       # validation samples scored per perturbation probe
 EVAL_CHUNK = 500            # samples per forward when evaluating
 FINETUNE_LR_FACTOR = 0.2    # perturbation fine-tuning lr, relative to w_lr
+POOL_LR_FACTOR = 0.2        # pool fine-tuning peak lr (cosine to 0), relative to w_lr
+POOL_FRESH_LR = 3e-3        # AdamW peak lr (cosine to 0) of the pool's fresh single-path supernet (SPOS's)
+POOL_FRESH_WEIGHT_DECAY = 1e-4
+POOL_INITS = ("fresh", "inherit")
 W_WEIGHT_DECAY = 3e-4
 A_WEIGHT_DECAY = 1e-3
 GRAD_CLIP = 5.0
@@ -162,6 +178,7 @@ class _Search:
         self.net = ChoiceSupernet(space, tuple(data.input_shape), data.num_classes,
                                   partial_channels=s["partial_channels"], seed=self.seed)
         self.groups = self.net.groups
+        self.input_shape = tuple(data.input_shape)
         # DARTS's split of the training data: weights on one half, alphas on the other
         perm = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(_stream_seed(self.seed, 0, 11)))
         half = len(perm) // 2
@@ -420,16 +437,19 @@ class _Search:
             probs = self.probs() if alpha is None else {k: F.softmax(v, -1) for k, v in alpha.items()}
             return self.net.path_from_weights(probs, self.edge_weights())
 
-    def path_metrics(self, path: Path, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> tuple[float, float]:
-        """(accuracy, loss) of a discrete path with inherited weights, BatchNorm recalibrated."""
+    def path_metrics(self, path: Path, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                     net: ChoiceSupernet | None = None) -> tuple[float, float]:
+        """(accuracy, loss) of a discrete path with inherited weights (of ``net``, default the
+        search's supernet), BatchNorm recalibrated."""
         x = self.xv if x is None else x
         y = self.yv if y is None else y
-        self.net.set_path(path)
+        net = self.net if net is None else net
+        net.set_path(path)
         try:
-            with _recalibrated(self.net, self.x_cal, {}):
-                return _metrics(self.net, x, y, {})
+            with _recalibrated(net, self.x_cal, {}):
+                return _metrics(net, x, y, {})
         finally:
-            self.net.set_path(None)
+            net.set_path(None)
 
     def entropy(self) -> float:
         """Mean over rows of the softmax entropy, normalised by log(candidates)."""
@@ -502,6 +522,71 @@ class _Search:
                                    order=order, finetune=finetune)
 
 
+    # -- selection by supernet accuracy over a candidate pool -------------------------------------
+    def select_from_pool(self) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+        """Selection by supernet accuracy over a candidate pool (the ``"pool"`` guard).
+
+        The pool: the ``pool_size`` most probable valid architectures under softmax(alpha),
+        plus (``pool_neighbours``) every one-row change of the argmax. A single-path supernet
+        then trains ``pool_steps`` steps on the weight half of ``data.x_train``, one pool member
+        drawn uniformly per step (SPOS-style): with ``pool_init="fresh"`` a newly initialised
+        supernet (full channels; AdamW, cosine) that only ever saw the pool, with ``"inherit"``
+        the search's own supernet (its SGD optimizer at ``POOL_LR_FACTOR * w_lr``, cosine).
+        Each member is scored on ``data.x_valid`` with those weights and BatchNorm recalibrated
+        for the path; the most accurate non-collapsed one wins (ties: lower loss, then higher
+        probability). Returns (path, one record per pool member, summary)."""
+        s = self.s
+        with torch.no_grad():
+            probs = {k: v.detach() for k, v in self.probs().items()}
+        start = self.argmax_path()
+        _, start, _ = first_valid(self.net, start, probs)
+        pool = candidate_pool(self.net, start, probs, int(s["pool_size"]), neighbours=bool(s["pool_neighbours"]))
+        steps = int(s["pool_steps"])
+        net: ChoiceSupernet
+        if s["pool_init"] == "fresh":
+            net = ChoiceSupernet(self.net.space, self.input_shape, self.net.num_classes,
+                                 seed=_stream_seed(self.seed, 1, 15))
+            params = [p for p in net.parameters() if p.requires_grad]
+            opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=POOL_FRESH_LR, weight_decay=POOL_FRESH_WEIGHT_DECAY)
+            lr0 = POOL_FRESH_LR
+        else:
+            net, params, opt, lr0 = self.net, self.wparams, self.w_opt, POOL_LR_FACTOR * s["w_lr"]
+        if steps > 0 and pool:
+            gen = torch.Generator().manual_seed(_stream_seed(self.seed, 1, 14))
+            bs = min(s["batch_size"], len(self.yw))
+            net.train()
+            for step in range(steps):
+                lr = lr0 * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                path = pool[int(torch.randint(len(pool), (1,), generator=gen))][0]
+                idx = torch.randint(len(self.yw), (bs,), generator=gen)
+                net.set_path(path)
+                try:
+                    loss = F.cross_entropy(net(self.xw[idx]), self.yw[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+                    opt.step()
+                finally:
+                    net.set_path(None)
+        records = []
+        for rank, (path, arch) in enumerate(pool):
+            acc, loss = self.path_metrics(path, net=net)
+            records.append({"rank": rank, "arch": arch.to_dict(), "valid_acc": acc, "valid_loss": loss,
+                            "log_prob": float(sum(math.log(max(float(probs[g][r, i]), 1e-12))
+                                                  for g, row in path.items() for r, i in enumerate(row) if i >= 0)),
+                            "collapsed": is_collapsed(self.net, path), "path": path})
+        live = [r for r in records if not r["collapsed"]] or records
+        best = max(live, key=lambda r: (r["valid_acc"], -r["valid_loss"], r["log_prob"]))
+        summary = {"pool_size": len(records), "picked_rank": best["rank"], "pool_steps": steps,
+                   "pool_init": s["pool_init"]}
+        chosen = best["path"]
+        for r in records:
+            del r["path"]
+        return chosen, records, summary
+
+
 # -- entry point -----------------------------------------------------------------------------------
 def _resolve(method: str, space: SearchSpace, options: dict[str, Any]) -> dict[str, Any]:
     if method not in METHODS:
@@ -532,6 +617,12 @@ def _resolve(method: str, space: SearchSpace, options: dict[str, Any]) -> dict[s
     _check(isinstance(s["threads"], int) and s["threads"] >= 1, f"{method}: threads must be an integer >= 1")
     _check(isinstance(s["stable_epochs"], int) and s["stable_epochs"] >= 1, f"{method}: stable_epochs must be >= 1")
     _check(isinstance(s["finetune_steps"], int) and s["finetune_steps"] >= 0, f"{method}: finetune_steps must be >= 0")
+    _check(isinstance(s["pool_size"], int) and not isinstance(s["pool_size"], bool) and s["pool_size"] >= 1,
+           f"{method}: pool_size must be an integer >= 1")
+    _check(isinstance(s["pool_steps"], int) and not isinstance(s["pool_steps"], bool) and s["pool_steps"] >= 0,
+           f"{method}: pool_steps must be an integer >= 0")
+    _check(s["pool_init"] in POOL_INITS,
+           f"{method}: pool_init must be one of {', '.join(POOL_INITS)}, not {s['pool_init']!r}")
     lw = s["latency_weight"]
     _check(isinstance(lw, (int, float)) and not isinstance(lw, bool) and math.isfinite(lw),
            f"{method}: latency_weight={lw!r} must be a number (< 0: the method's default)")
@@ -552,9 +643,11 @@ def _resolve(method: str, space: SearchSpace, options: dict[str, Any]) -> dict[s
 def run_differentiable(method: str, space: SearchSpace, data: TaskData, *, epochs: int = 0, batch_size: int = 64,
                        w_lr: float = 0.0, a_lr: float = 0.0, order: int = 1, partial_channels: int = 0,
                        latency_weight: float = -1.0, latency_table: LatencyTable | None = None,
-                       guard: str = "perturbation", seed: int = 0, threads: int = 1, progress: bool = False,
+                       guard: str = "pool", seed: int = 0, threads: int = 1, progress: bool = False,
                        warmup_epochs: int = -1, tau_max: float = 0.0, tau_min: float = 0.0,
                        w_optimizer: str = "sgd", finetune_steps: int = 5, stable_epochs: int = 3,
+                       pool_size: int = 50, pool_steps: int = 1500, pool_neighbours: bool = True,
+                       pool_init: str = "fresh",
                        alpha_init: Mapping[str, Any] | None = None) -> OneShotResult:
     """Differentiable NAS of ``method`` (one of :data:`METHODS`) over ``space`` on ``data``.
 
@@ -567,8 +660,13 @@ def run_differentiable(method: str, space: SearchSpace, data: TaskData, *, epoch
     (cells only); ``latency_weight``: weight of the normalised expected latency in the
     architecture loss (fbnet, proxyless); ``latency_table``: a
     :class:`~archscout.hardware.LatencyTable` to read candidate latencies from (missing ones
-    are timed and added); ``guard``: "perturbation" | "darts+" | "none" (see
-    :mod:`.selection`); ``finetune_steps``: weight steps after each perturbation decision;
+    are timed and added); ``guard``: "pool" (default: selection by supernet accuracy over a
+    candidate pool, see :meth:`_Search.select_from_pool`) | "perturbation" | "darts+" | "none"
+    (see :mod:`.selection`); ``pool_size``: how many of the most probable architectures the
+    pool holds, besides (``pool_neighbours``) the argmax's one-row changes; ``pool_steps``:
+    single-path training steps on the pool; ``pool_init``: "fresh" (a newly initialised
+    supernet trains on the pool) or "inherit" (the search's supernet is fine-tuned on it);
+    ``finetune_steps``: weight steps after each perturbation decision;
     ``stable_epochs``: DARTS+'s ranking-stability window; ``tau_max``/``tau_min``: Gumbel
     temperature, annealed geometrically over the search epochs (gdas, fbnet);
     ``alpha_init``: initial architecture logits per group (``(rows, candidates)`` arrays);
@@ -576,15 +674,17 @@ def run_differentiable(method: str, space: SearchSpace, data: TaskData, *, epoch
 
     Returns a :class:`~archscout.oneshot.base.OneShotResult`: ``archs[0]`` the derived
     architecture (``archs[1]`` the plain argmax one when the guard changed it), ``scores``
-    with ``supernet_acc`` (validation accuracy of the path with inherited weights, BatchNorm
-    recalibrated), ``param_free_fraction`` and, with a lookup table, ``lut_latency_ms``;
+    with ``supernet_acc`` (validation accuracy of the path with the search supernet's
+    weights, BatchNorm recalibrated; the pool guard's own scores are in ``info["pool"]``), ``param_free_fraction`` and, with a lookup table, ``lut_latency_ms``;
     ``history`` one record per epoch; ``info`` the resolved settings and what the guard did.
     Raises a one-line :class:`~archscout.errors.ArchscoutError` for a bad method or option.
     """
     options = {"epochs": epochs, "batch_size": batch_size, "w_lr": w_lr, "a_lr": a_lr, "order": order,
                "partial_channels": partial_channels, "latency_weight": latency_weight, "guard": guard, "seed": seed,
                "threads": threads, "warmup_epochs": warmup_epochs, "tau_max": tau_max, "tau_min": tau_min,
-               "w_optimizer": w_optimizer, "finetune_steps": finetune_steps, "stable_epochs": stable_epochs}
+               "w_optimizer": w_optimizer, "finetune_steps": finetune_steps, "stable_epochs": stable_epochs,
+               "pool_size": pool_size, "pool_steps": pool_steps, "pool_neighbours": bool(pool_neighbours),
+               "pool_init": pool_init}
     s = _resolve(method, space, options)
     start = time.perf_counter()
     with torch_threads(s["threads"]), _preserved_global_rng():
@@ -662,6 +762,12 @@ def _derive(search: _Search, history: list[dict[str, float]], info: dict[str, An
         scores_for = importance
         guard_info["decisions"] = records
         guard_info["changed"] = [r for r in records if "selected" in r and r["selected"] != r["argmax"]]
+        guard_info["selection_s"] = time.perf_counter() - t0
+    elif s["guard"] == "pool":
+        t0 = time.perf_counter()
+        chosen, records, summary = search.select_from_pool()
+        guard_info.update(summary)
+        guard_info["pool"] = records
         guard_info["selection_s"] = time.perf_counter() - t0
     elif s["guard"] == "darts+":
         guard_info["stopped_at"] = info["stopped_at"]

@@ -4,6 +4,13 @@ Differentiable NAS tends to *collapse*: the argmax of the architecture weights d
 parameter-free candidates (skip connections, pooling) that help the supernet's optimisation
 more than they help a stand-alone network. The guards here (chosen with ``guard=``):
 
+* ``"pool"`` (the default of :func:`~archscout.oneshot.differentiable.run_differentiable`)
+  -- selection by supernet accuracy over a candidate pool, the core idea of Wang et al. 2021
+  (architecture weights do not show op strength, supernet accuracy does), done as in DARTS's
+  candidate selection: :func:`candidate_pool` lists the most probable valid architectures
+  under the architecture weights (and every one-row change of the argmax), a single-path
+  supernet trains on that pool, and the most accurate non-collapsed member on the validation
+  split is derived (see ``_Search.select_from_pool`` in :mod:`.differentiable`).
 * ``"perturbation"`` -- perturbation-based selection (Wang et al. 2021, "Rethinking
   Architecture Selection in Differentiable NAS"): row by row in a random order, pick the
   candidate whose *removal* from the trained supernet hurts validation accuracy most
@@ -18,7 +25,8 @@ more than they help a stand-alone network. The guards here (chosen with ``guard=
   the ranking of the parametric candidates of every row has not changed for ``k`` epochs.
 * ``"none"`` -- the plain argmax (DARTS's rule).
 
-``perturbation`` and ``darts+`` also refuse a fully collapsed result: when every live
+``pool``, ``perturbation`` and ``darts+`` also refuse a fully collapsed result (``pool``
+first skips collapsed pool members): when every live
 decision of the derived architecture is parameter-free, the row whose best parametric
 candidate scores closest to its pick is switched to it (:func:`avoid_collapse`).
 """
@@ -35,7 +43,7 @@ from ..errors import SpaceError
 from ..space import Architecture, Cell
 from .supernet import SKIP, ChoiceSupernet, Path
 
-GUARDS = ("perturbation", "darts+", "none")
+GUARDS = ("pool", "perturbation", "darts+", "none")
 IDENTITY_BLOCKS = frozenset({SKIP, "identity", "skip_connect"})
 
 Metric = tuple[float, float]   # (accuracy, loss) on the selection data
@@ -219,6 +227,59 @@ def first_valid(supernet: ChoiceSupernet, path: Path, scores: Mapping[str, torch
     raise SpaceError(f"no valid architecture near the derived one (tried {tried} paths)")
 
 
+def candidate_pool(supernet: ChoiceSupernet, path: Path, weights: Mapping[str, torch.Tensor], size: int,
+                   neighbours: bool = True, limit: int = 20000) -> list[tuple[Path, Architecture]]:
+    """The ``size`` most probable distinct valid architectures near ``path`` under per-row
+    candidate ``weights`` (probabilities; a path's score is the sum of its rows' log weights),
+    found best-first over per-row alternatives of the decided rows (rows at ``-1`` stay off).
+    ``neighbours`` adds every path that changes one decided row of ``path`` (so each
+    candidate of each row is tried once beside the others' picks). Returns (path, arch)
+    pairs, the most probable first, one per architecture."""
+    slots: list[tuple[str, int, list[int], np.ndarray]] = []
+    for g in supernet.groups:
+        lw = torch.log(weights[g.name].detach().float().cpu().clamp_min(1e-12)).numpy()
+        for row, cur in enumerate(path[g.name]):
+            if cur < 0:
+                continue
+            allowed = [i for i in range(len(g.candidates)) if not (g.pick and g.zero[i] and not all(g.zero))]
+            alts = sorted(allowed, key=lambda i: (-lw[row, i], i))
+            costs = np.array([lw[row, alts[0]] - lw[row, i] for i in alts])
+            slots.append((g.name, row, alts, costs))
+    out: list[tuple[Path, Architecture]] = []
+    seen_keys: set[str] = set()
+
+    def add(ranks: tuple[int, ...]) -> None:
+        candidate = {k: list(v) for k, v in path.items()}
+        for (name, row, alts, _), r in zip(slots, ranks):
+            candidate[name][row] = alts[r]
+        arch = _try_arch(supernet, candidate)
+        if arch is not None and arch.key not in seen_keys:
+            seen_keys.add(arch.key)
+            out.append((candidate, arch))
+
+    start = (0,) * len(slots)
+    heap: list[tuple[float, tuple[int, ...]]] = [(0.0, start)]
+    seen = {start}
+    tried = 0
+    while heap and len(out) < size and tried < limit:
+        cost, ranks = heapq.heappop(heap)
+        tried += 1
+        add(ranks)
+        for k, (_, _, alts, costs) in enumerate(slots):
+            if ranks[k] + 1 < len(alts):
+                nxt = ranks[:k] + (ranks[k] + 1,) + ranks[k + 1:]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (cost - costs[ranks[k]] + costs[ranks[k] + 1], nxt))
+    if neighbours:
+        base = tuple(alts.index(path[name][row]) if path[name][row] in alts else 0 for name, row, alts, _ in slots)
+        for k, (_, _, alts, _) in enumerate(slots):
+            for r in range(len(alts)):
+                if r != base[k]:
+                    add(base[:k] + (r,) + base[k + 1:])
+    return out
+
+
 def avoid_collapse(supernet: ChoiceSupernet, path: Path, scores: Mapping[str, torch.Tensor]
                    ) -> tuple[Path, dict[str, Any] | None]:
     """When every live decision of ``path`` is parameter-free, switch the one row whose best
@@ -333,5 +394,5 @@ def perturbation_select(supernet: ChoiceSupernet, weights: Mapping[str, torch.Te
     return path, scores, records
 
 
-__all__ = ["DartsPlusMonitor", "GUARDS", "avoid_collapse", "first_valid", "identity_candidates", "is_collapsed",
+__all__ = ["DartsPlusMonitor", "GUARDS", "avoid_collapse", "candidate_pool", "first_valid", "identity_candidates", "is_collapsed",
            "live_rows", "param_free_fraction", "perturbation_select", "skip_count"]

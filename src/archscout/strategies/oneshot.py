@@ -124,11 +124,12 @@ def _plain(value: Any) -> Any:
 
 class _Differentiable(OneShotStrategy):
     def __init__(self, problem: Problem, seed: int = 0, epochs: int = 0, batch_size: int = 64, top: int = 1,
-                 threads: int = 1, order: int = 1, guard: str = "perturbation", w_lr: float = 0.0,
+                 threads: int = 1, order: int = 1, guard: str = "pool", w_lr: float = 0.0,
                  a_lr: float = 0.0) -> None:
         super().__init__(problem, seed, epochs, batch_size, top, threads)
         require(order in (1, 2), f"order must be 1 or 2, not {order}")
-        require(guard in ("perturbation", "darts+", "none"), f"guard must be perturbation, darts+ or none, not {guard!r}")
+        require(guard in ("pool", "perturbation", "darts+", "none"),
+                f"guard must be pool, perturbation, darts+ or none, not {guard!r}")
         require(w_lr >= 0 and a_lr >= 0, "w_lr and a_lr must be >= 0 (0: the method's default)")
         self.order, self.guard, self.w_lr, self.a_lr = order, guard, w_lr, a_lr
 
@@ -154,7 +155,7 @@ class PCDARTS(_Differentiable):
     summary = "PC-DARTS: partial channels + edge normalisation (cells spaces)"
 
     def __init__(self, problem: Problem, seed: int = 0, epochs: int = 0, batch_size: int = 64, top: int = 1,
-                 threads: int = 1, guard: str = "perturbation", w_lr: float = 0.0, a_lr: float = 0.0,
+                 threads: int = 1, guard: str = "pool", w_lr: float = 0.0, a_lr: float = 0.0,
                  partial_channels: int = 0) -> None:
         super().__init__(problem, seed, epochs, batch_size, top, threads, 1, guard, w_lr, a_lr)
         require(partial_channels >= 0, f"partial_channels must be >= 0 (0: default), not {partial_channels}")
@@ -172,13 +173,13 @@ class GDAS(_Differentiable):
     summary = "GDAS: hard Gumbel-softmax sampling of one path per step"
 
     def __init__(self, problem: Problem, seed: int = 0, epochs: int = 0, batch_size: int = 64, top: int = 1,
-                 threads: int = 1, guard: str = "perturbation", w_lr: float = 0.0, a_lr: float = 0.0) -> None:
+                 threads: int = 1, guard: str = "pool", w_lr: float = 0.0, a_lr: float = 0.0) -> None:
         super().__init__(problem, seed, epochs, batch_size, top, threads, 1, guard, w_lr, a_lr)
 
 
 class _LatencyAware(_Differentiable):
     def __init__(self, problem: Problem, seed: int = 0, epochs: int = 0, batch_size: int = 64, top: int = 1,
-                 threads: int = 1, guard: str = "perturbation", w_lr: float = 0.0, a_lr: float = 0.0,
+                 threads: int = 1, guard: str = "pool", w_lr: float = 0.0, a_lr: float = 0.0,
                  latency_weight: float = -1.0) -> None:
         super().__init__(problem, seed, epochs, batch_size, top, threads, 1, guard, w_lr, a_lr)
         self.latency_weight = latency_weight
