@@ -33,7 +33,7 @@ candidate scores closest to its pick is switched to it (:func:`avoid_collapse`).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -190,40 +190,60 @@ def _try_arch(supernet: ChoiceSupernet, path: Path) -> Architecture | None:
         return None
 
 
+Slot = tuple[str, int, list[int], np.ndarray]   # group, row, alternatives (best first), cost of each
+
+
+def _best_first(slots: Sequence[Slot], limit: int) -> Iterator[tuple[int, ...]]:
+    """Rank tuples (one index into each slot's alternatives) in order of increasing summed
+    cost, starting from all-zeros (every slot's first alternative); at most ``limit``."""
+    start = (0,) * len(slots)
+    heap: list[tuple[float, tuple[int, ...]]] = [(0.0, start)]
+    seen = {start}
+    for _ in range(limit):
+        if not heap:
+            return
+        cost, ranks = heapq.heappop(heap)
+        yield ranks
+        for k, (_, _, alts, costs) in enumerate(slots):
+            if ranks[k] + 1 < len(alts):
+                nxt = ranks[:k] + (ranks[k] + 1,) + ranks[k + 1:]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (cost - costs[ranks[k]] + costs[ranks[k] + 1], nxt))
+
+
+def _with_ranks(path: Path, slots: Sequence[Slot], ranks: tuple[int, ...]) -> dict[str, list[int]]:
+    candidate = {k: list(v) for k, v in path.items()}
+    for (name, row, alts, _), r in zip(slots, ranks):
+        candidate[name][row] = alts[r]
+    return candidate
+
+
+def _allowed(g: Any) -> list[int]:
+    return [i for i in range(len(g.candidates)) if not (g.pick and g.zero[i] and not all(g.zero))]
+
+
 def first_valid(supernet: ChoiceSupernet, path: Path, scores: Mapping[str, torch.Tensor],
                 limit: int = 2000) -> tuple[Architecture, Path, int]:
     """``path``'s architecture, or when the space rejects it (a cell of only skips ...) the
     valid path that gives up the least total score (best-first over per-row alternatives,
     ``scores[group][row, i]``: higher is better). Returns (arch, path, paths tried)."""
-    slots: list[tuple[str, int, list[int], np.ndarray]] = []
+    slots: list[Slot] = []
     for g in supernet.groups:
         s = scores[g.name].detach().float().cpu().numpy()
         for row, cur in enumerate(path[g.name]):
             if cur < 0:
                 continue
-            allowed = [i for i in range(len(g.candidates)) if not (g.pick and g.zero[i] and not all(g.zero))]
-            alts = [cur] + sorted((i for i in allowed if i != cur), key=lambda i: (-s[row, i], i))
+            alts = [cur] + sorted((i for i in _allowed(g) if i != cur), key=lambda i: (-s[row, i], i))
             gaps = np.array([max(0.0, s[row, cur] - s[row, i]) for i in alts])
             slots.append((g.name, row, alts, gaps))
-    start = (0,) * len(slots)
-    heap: list[tuple[float, tuple[int, ...]]] = [(0.0, start)]
-    seen = {start}
     tried = 0
-    while heap and tried < limit:
-        cost, ranks = heapq.heappop(heap)
-        candidate = {k: list(v) for k, v in path.items()}
-        for (name, row, alts, _), r in zip(slots, ranks):
-            candidate[name][row] = alts[r]
+    for ranks in _best_first(slots, limit):
         tried += 1
+        candidate = _with_ranks(path, slots, ranks)
         arch = _try_arch(supernet, candidate)
         if arch is not None:
             return arch, candidate, tried
-        for k, (_, _, alts, gaps) in enumerate(slots):
-            if ranks[k] + 1 < len(alts):
-                nxt = ranks[:k] + (ranks[k] + 1,) + ranks[k + 1:]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(heap, (cost - gaps[ranks[k]] + gaps[ranks[k] + 1], nxt))
     raise SpaceError(f"no valid architecture near the derived one (tried {tried} paths)")
 
 
@@ -235,42 +255,29 @@ def candidate_pool(supernet: ChoiceSupernet, path: Path, weights: Mapping[str, t
     ``neighbours`` adds every path that changes one decided row of ``path`` (so each
     candidate of each row is tried once beside the others' picks). Returns (path, arch)
     pairs, the most probable first, one per architecture."""
-    slots: list[tuple[str, int, list[int], np.ndarray]] = []
+    slots: list[Slot] = []
     for g in supernet.groups:
         lw = torch.log(weights[g.name].detach().float().cpu().clamp_min(1e-12)).numpy()
         for row, cur in enumerate(path[g.name]):
             if cur < 0:
                 continue
-            allowed = [i for i in range(len(g.candidates)) if not (g.pick and g.zero[i] and not all(g.zero))]
-            alts = sorted(allowed, key=lambda i: (-lw[row, i], i))
+            alts = sorted(_allowed(g), key=lambda i: (-lw[row, i], i))
             costs = np.array([lw[row, alts[0]] - lw[row, i] for i in alts])
             slots.append((g.name, row, alts, costs))
     out: list[tuple[Path, Architecture]] = []
     seen_keys: set[str] = set()
 
     def add(ranks: tuple[int, ...]) -> None:
-        candidate = {k: list(v) for k, v in path.items()}
-        for (name, row, alts, _), r in zip(slots, ranks):
-            candidate[name][row] = alts[r]
+        candidate = _with_ranks(path, slots, ranks)
         arch = _try_arch(supernet, candidate)
         if arch is not None and arch.key not in seen_keys:
             seen_keys.add(arch.key)
             out.append((candidate, arch))
 
-    start = (0,) * len(slots)
-    heap: list[tuple[float, tuple[int, ...]]] = [(0.0, start)]
-    seen = {start}
-    tried = 0
-    while heap and len(out) < size and tried < limit:
-        cost, ranks = heapq.heappop(heap)
-        tried += 1
+    for ranks in _best_first(slots, limit):
         add(ranks)
-        for k, (_, _, alts, costs) in enumerate(slots):
-            if ranks[k] + 1 < len(alts):
-                nxt = ranks[:k] + (ranks[k] + 1,) + ranks[k + 1:]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(heap, (cost - costs[ranks[k]] + costs[ranks[k] + 1], nxt))
+        if len(out) >= size:
+            break
     if neighbours:
         base = tuple(alts.index(path[name][row]) if path[name][row] in alts else 0 for name, row, alts, _ in slots)
         for k, (_, _, alts, _) in enumerate(slots):
