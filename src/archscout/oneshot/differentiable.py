@@ -58,12 +58,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArchscoutError, SpaceError, UnknownNameError
+from ..errors import ArchscoutError, UnknownNameError
 from ..hardware import LatencyTable
 from ..space import SearchSpace
 from ..training.data import TaskData
 from ..training.trainer import _preserved_global_rng, _stream_seed, torch_threads
 from .base import OneShotResult
+from .bn import batchnorms, recalibrate_bn
 from .latency_loss import CandidateLatency, candidate_latencies
 from .selection import (GUARDS, DartsPlusMonitor, avoid_collapse, candidate_pool, first_valid, is_collapsed,
                         param_free_fraction, perturbation_select, skip_count)
@@ -110,14 +111,10 @@ def _check(cond: bool, message: str) -> None:
 
 
 # -- BatchNorm handling ------------------------------------------------------------------------
-def _batchnorms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
 @contextmanager
 def _frozen_bn(net: nn.Module) -> Iterator[None]:
     """Training-mode forwards that use batch statistics without updating running ones."""
-    bns = [m for m in _batchnorms(net) if m.track_running_stats]
+    bns = [m for m in batchnorms(net) if m.track_running_stats]
     for m in bns:
         m.track_running_stats = False
     try:
@@ -131,19 +128,13 @@ def _frozen_bn(net: nn.Module) -> Iterator[None]:
 def _recalibrated(net: ChoiceSupernet, x_cal: torch.Tensor, fwd: Mapping[str, Any]) -> Iterator[None]:
     """Inside: eval mode with BatchNorm statistics re-estimated on ``x_cal`` for the network
     run as ``fwd`` describes (a path, or weights); everything is restored on exit."""
-    bns = _batchnorms(net)
+    bns = batchnorms(net)
     saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
              for m in bns]
     was_training = net.training
     try:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None
-        net.train()
-        with torch.no_grad():
-            for start in range(0, len(x_cal), EVAL_CHUNK):
-                net(x_cal[start:start + EVAL_CHUNK], **fwd)
-        net.eval()
+        recalibrate_bn(net, (x_cal[start:start + EVAL_CHUNK] for start in range(0, len(x_cal), EVAL_CHUNK)),
+                       forward=lambda x: net(x, **fwd))
         yield
     finally:
         for m, (mean, var, n, mom) in zip(bns, saved):

@@ -41,7 +41,7 @@ import torch
 
 from ..errors import SpaceError
 from ..space import Architecture, Cell
-from .supernet import SKIP, ChoiceSupernet, Path
+from .supernet import SKIP, ChoiceGroup, ChoiceSupernet, Path
 
 GUARDS = ("pool", "perturbation", "darts+", "none")
 IDENTITY_BLOCKS = frozenset({SKIP, "identity", "skip_connect"})
@@ -219,7 +219,7 @@ def _with_ranks(path: Path, slots: Sequence[Slot], ranks: tuple[int, ...]) -> di
     return candidate
 
 
-def _allowed(g: Any) -> list[int]:
+def _allowed(g: ChoiceGroup) -> list[int]:
     return [i for i in range(len(g.candidates)) if not (g.pick and g.zero[i] and not all(g.zero))]
 
 
