@@ -136,8 +136,9 @@ class SearchSpace:
     def mutate(self, arch: Architecture, rng: np.random.Generator, rate: float = 0.0,
                tries: int = 100) -> Architecture:
         """A random edit: one active decision changed, plus each other active decision with
-        probability ``rate`` (0 gives a one-edit neighbour). Falls back to a fresh sample
-        if no valid, different architecture is found in ``tries`` attempts."""
+        probability ``rate`` (0 gives a one-edit neighbour). Falls back to a random
+        :meth:`neighbours` member (else a fresh sample, for a space of one architecture) if no
+        valid, different architecture is found in ``tries`` attempts."""
         base, active = self._filled_genotype(arch, rng)
         for _ in range(tries):
             forced = active[int(rng.integers(len(active)))]
@@ -150,6 +151,9 @@ class SearchSpace:
             cand = self.from_genotype(g)
             if cand is not None and cand.key != arch.key:
                 return cand
+        near = self.neighbours(arch)
+        if near:
+            return near[int(rng.integers(len(near)))]
         return self.sample(rng)
 
     def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator, tries: int = 20) -> Architecture:
