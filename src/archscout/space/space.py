@@ -136,7 +136,8 @@ class SearchSpace:
     def mutate(self, arch: Architecture, rng: np.random.Generator, rate: float = 0.0,
                tries: int = 100) -> Architecture:
         """A random edit: one active decision changed, plus each other active decision with
-        probability ``rate`` (0 gives a one-edit neighbour). Falls back to a random
+        probability ``rate`` (0 gives a one-edit neighbour); decisions the edit activates take
+        random values, redrawn after a failed try. Falls back to a random
         :meth:`neighbours` member (else a fresh sample, for a space of one architecture) if no
         valid, different architecture is found in ``tries`` attempts."""
         base, active = self._filled_genotype(arch, rng)
@@ -151,6 +152,10 @@ class SearchSpace:
             cand = self.from_genotype(g)
             if cand is not None and cand.key != arch.key:
                 return cand
+            # Decisions an edit activates (a deeper repeat, an option's sub-parameters) hold
+            # random filler; a filler that gives an invalid architecture would fail every
+            # try alike, so the next try draws a new one.
+            base, _ = self._filled_genotype(arch, rng)
         near = self.neighbours(arch)
         if near:
             return near[int(rng.integers(len(near)))]
