@@ -318,16 +318,26 @@ def _prior(args: argparse.Namespace, evaluator: Any) -> Any:
     _torch_side()
     from .proxies.evaluator import make_prior
 
-    data = getattr(evaluator, "data", None) or getattr(evaluator, "dataset", None) or args.dataset or "digits"
+    data = getattr(evaluator, "data", None) or _reference_data(args, evaluator) or args.dataset or "digits"
     return make_prior(evaluator.space, data, proxy, seed=args.seed)
 
 
+def _reference_data(args: argparse.Namespace, evaluator: Any) -> Any:
+    """A reference benchmark's own data split (the one its table was trained on), unless --dataset is given."""
+    name = getattr(evaluator, "reference", None)
+    if name is None or args.dataset is not None:
+        return None
+    from .reference import reference_data
+
+    return reference_data(name)
+
+
 def _oneshot_data(args: argparse.Namespace, evaluator: Any) -> Any:
-    """What a supernet strategy trains on: the evaluator's data, a reference benchmark's dataset, or --dataset."""
+    """What a supernet strategy trains on: the evaluator's data, a reference benchmark's own split, or --dataset."""
     data = getattr(evaluator, "data", None)
     if data is not None and args.dataset is None:
         return data
-    return args.dataset or getattr(evaluator, "dataset", None) or "digits"
+    return _reference_data(args, evaluator) or args.dataset or getattr(evaluator, "dataset", None) or "digits"
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ def make_evaluator(name: str, space_path: str | Path | None = None) -> Evaluator
 
         table = load_tabular(reference_table(arg or "mnist1d-cells"))
         table.dataset = reference_recipe(arg or "mnist1d-cells")["dataset"]  # what it was trained on
+        table.reference = arg or "mnist1d-cells"
         return table
     raise UnknownNameError(f"unknown benchmark {name!r}; use {BENCHMARK_HELP}")
 

@@ -69,10 +69,12 @@ class TabularBenchmark(TabularEvaluator):
     one measurement (or the mean of replicates) per architecture. Metric units are
     whatever the file uses; they are passed through unchanged. ``dataset`` names the data
     the table was measured on when archscout knows it (its reference benchmarks), so
-    supernet strategies searching this space can train on the same data.
+    supernet strategies searching this space can train on the same data; ``reference`` is
+    the reference benchmark's name (its exact data split: ``archscout.reference.reference_data``).
     """
 
     dataset: str | None = None
+    reference: str | None = None
 
     def __init__(self, space: SearchSpace, records: Mapping[str, _Record], *, path: Path, sha256: str,
                  objectives: Sequence[str], cheap_metrics: Sequence[str] = (), title: str | None = None) -> None:
