@@ -85,10 +85,21 @@ def test_study_stores_the_search_metrics_with_the_evaluators(fake_runner: list, 
 
 @pytest.mark.parametrize("name, option", [("darts", {"order": 3}), ("pc-darts", {"partial_channels": -1}),
                                           ("spos", {"search_budget": 0}), ("bignas", {"population": 1}),
-                                          ("gdas", {"guard": "magic"})])
+                                          ("gdas", {"guard": "magic"}), ("gdas", {"order": 2}),
+                                          ("darts", {"partial_channels": 2}), ("darts", {"latency_weight": 0.1}),
+                                          ("fbnet", {"pool_repeats": 0}), ("proxyless", {"pool_size": 0})])
 def test_bad_options_are_refused(name: str, option: dict, make_nbg_problem: Any) -> None:
     with pytest.raises(ArchscoutError):
         make_strategy(name, make_nbg_problem(), 0, **option)
+
+
+def test_differentiable_options_reach_the_method(make_nbg_problem: Any) -> None:
+    fb = make_strategy("fbnet", make_nbg_problem(), 3, latency_weight=0.2, pool_size=7, pool_steps=11, pool_repeats=2)
+    opts = fb.method_options()
+    assert opts["latency_weight"] == 0.2 and opts["seed"] == 3 and "order" not in opts
+    assert (opts["pool_size"], opts["pool_steps"], opts["pool_repeats"], opts["guard"]) == (7, 11, 2, "pool")
+    pc = make_strategy("pc-darts", make_nbg_problem(), 0, partial_channels=4, order=2).method_options()
+    assert pc["partial_channels"] == 4 and pc["order"] == 2 and "latency_weight" not in pc
 
 
 def test_every_supernet_strategy_is_registered() -> None:

@@ -19,8 +19,9 @@ NB201 = str(ROOT / "examples" / "spaces" / "nb201_net.yaml")
 TINY = ["--space", NB201, "--dataset", "synthetic-signal", "--epochs", "1", "--storage", "sqlite:///t.db",
         "--no-progress", "--json"]
 REFERENCE = ["--benchmark", "reference:mnist1d-cells", "--storage", "sqlite:///t.db", "--no-progress", "--json"]
-QUICK = {"darts": ["epochs=1"], "pc-darts": ["epochs=1"], "gdas": ["epochs=1"], "fbnet": ["epochs=1"],
-         "proxyless": ["epochs=1"], "spos": ["epochs=1", "search_budget=6", "top=2"]}
+QUICK = {"darts": ["epochs=1", "pool_steps=50"], "pc-darts": ["epochs=1", "pool_steps=50"],
+         "gdas": ["epochs=1", "pool_steps=50"], "fbnet": ["epochs=1", "pool_steps=50"],
+         "proxyless": ["epochs=1", "pool_steps=50"], "spos": ["epochs=1", "search_budget=6", "top=2"]}
 
 
 def _options(method: str) -> list[str]:
@@ -68,6 +69,21 @@ def test_spos_on_the_reference_benchmark_trains_on_its_dataset(tmp_path: Path) -
     summary = json.loads(proc.stdout)
     assert summary["evaluator"]["name"] == "tabular:mnist1d_cells.json"
     assert summary["n_complete"] == 1 and 0 < summary["best"]["metrics"]["valid_acc"] <= 1
+
+
+def test_supernet_strategies_train_on_the_reference_tables_own_split() -> None:
+    import torch
+
+    from archscout import cli
+    from archscout.evaluators import make_evaluator
+    from archscout.reference import reference_data
+    from archscout.training.data import load_dataset
+
+    args = cli.build_parser().parse_args(["search", *REFERENCE, "--seed", "3"])
+    data = cli._oneshot_data(args, make_evaluator("reference:mnist1d-cells"))
+    ref = reference_data()
+    assert torch.equal(data.x_train, ref.x_train) and torch.equal(data.y_valid, ref.y_valid)
+    assert not torch.equal(load_dataset("mnist1d", seed=3).y_valid, ref.y_valid)  # the study seed's split differs
 
 
 def test_supernet_evaluator_drives_an_ordinary_strategy(tmp_path: Path) -> None:

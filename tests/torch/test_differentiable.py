@@ -164,6 +164,21 @@ def test_pool_guard_picks_the_most_accurate_pool_member_and_records_the_pool(met
     assert again.archs[0].key == result.archs[0].key and again.info["pool"] == pool
 
 
+def test_pool_repeats_average_independent_pool_supernets(cells, data):
+    kw = dict(FAST, pool_size=4, pool_steps=5, seed=2)
+    one = run_differentiable("darts", cells, data, **kw)
+    two = run_differentiable("darts", cells, data, pool_repeats=2, **kw)
+    assert two.info["pool_repeats"] == 2 and one.info["pool_repeats"] == 1
+    for a, b in zip(one.info["pool"], two.info["pool"]):     # same search, same pool
+        assert a["arch"] == b["arch"] and "valid_acc_runs" not in a
+        runs = b["valid_acc_runs"]
+        assert len(runs) == 2 and runs[0] == a["valid_acc"]      # run 0 is the single-run supernet
+        assert b["valid_acc"] == pytest.approx(sum(runs) / 2)
+    picked = two.info["pool"][two.info["picked_rank"]]
+    live = [r for r in two.info["pool"] if not r["collapsed"]]
+    assert picked["valid_acc"] == max(r["valid_acc"] for r in live)
+
+
 def test_candidate_pool_lists_the_most_probable_valid_paths_first(cells, data):
     net = ChoiceSupernet(cells, data.input_shape, data.num_classes)
     probs = torch.softmax(torch.linspace(0, 3, 30).reshape(3, 10), dim=1)
@@ -289,6 +304,8 @@ def test_latency_weight_moves_alphas_toward_cheaper_ops(cells, data):
     ("darts", {"guard": "magic"}, ArchscoutError),
     ("darts", {"pool_init": "warm"}, ArchscoutError),
     ("darts", {"pool_size": 0}, ArchscoutError),
+    ("darts", {"pool_repeats": 0}, ArchscoutError),
+    ("darts", {"pool_repeats": 2, "pool_init": "inherit"}, ArchscoutError),
     ("gdas", {"order": 2}, ArchscoutError),
     ("darts", {"order": 3}, ArchscoutError),
     ("darts", {"w_lr": -1.0}, ArchscoutError),

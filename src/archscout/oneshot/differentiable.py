@@ -60,7 +60,7 @@ from torch import nn
 
 from ..errors import ArchscoutError, UnknownNameError
 from ..hardware import LatencyTable
-from ..space import SearchSpace
+from ..space import Architecture, SearchSpace
 from ..training.data import TaskData
 from ..training.trainer import _preserved_global_rng, _stream_seed, torch_threads
 from .base import OneShotResult
@@ -524,7 +524,8 @@ class _Search:
         supernet (full channels; AdamW, cosine) that only ever saw the pool, with ``"inherit"``
         the search's own supernet (its SGD optimizer at ``POOL_LR_FACTOR * w_lr``, cosine).
         Each member is scored on ``data.x_valid`` with those weights and BatchNorm recalibrated
-        for the path; the most accurate non-collapsed one wins (ties: lower loss, then higher
+        for the path (with ``pool_repeats`` > 1, averaged over that many fresh supernets, each
+        with its own initialisation and draws; per-run accuracies in ``valid_acc_runs``); the most accurate non-collapsed one wins (ties: lower loss, then higher
         probability). Returns (path, one record per pool member, summary)."""
         s = self.s
         with torch.no_grad():
@@ -532,50 +533,65 @@ class _Search:
         start = self.argmax_path()
         _, start, _ = first_valid(self.net, start, probs)
         pool = candidate_pool(self.net, start, probs, int(s["pool_size"]), neighbours=bool(s["pool_neighbours"]))
-        steps = int(s["pool_steps"])
+        steps, repeats = int(s["pool_steps"]), int(s["pool_repeats"])
+        scores = np.zeros((repeats, len(pool), 2))       # (run, member, [accuracy, loss])
+        for run in range(repeats):
+            net = self._train_pool_net(pool, steps, run)
+            for i, (path, _) in enumerate(pool):
+                scores[run, i] = self.path_metrics(path, net=net)
+        mean = scores.mean(axis=0)
+        records = []
+        for rank, (path, arch) in enumerate(pool):
+            records.append({"rank": rank, "arch": arch.to_dict(), "valid_acc": float(mean[rank, 0]),
+                            "valid_loss": float(mean[rank, 1]),
+                            "log_prob": float(sum(math.log(max(float(probs[g][r, i]), 1e-12))
+                                                  for g, row in path.items() for r, i in enumerate(row) if i >= 0)),
+                            "collapsed": is_collapsed(self.net, path), "path": path})
+            if repeats > 1:
+                records[-1]["valid_acc_runs"] = [float(v) for v in scores[:, rank, 0]]
+        live = [r for r in records if not r["collapsed"]] or records
+        best = max(live, key=lambda r: (r["valid_acc"], -r["valid_loss"], r["log_prob"]))
+        summary = {"pool_size": len(records), "picked_rank": best["rank"], "pool_steps": steps,
+                   "pool_init": s["pool_init"], "pool_repeats": repeats}
+        chosen = best["path"]
+        for r in records:
+            del r["path"]
+        return chosen, records, summary
+
+    def _train_pool_net(self, pool: list[tuple[Path, Architecture]], steps: int, run: int) -> ChoiceSupernet:
+        """The supernet that scores the pool: run ``run`` of ``pool_repeats`` (own init and draws),
+        trained ``steps`` single-path steps on uniformly drawn pool members."""
+        s = self.s
         net: ChoiceSupernet
         if s["pool_init"] == "fresh":
             net = ChoiceSupernet(self.net.space, self.input_shape, self.net.num_classes,
-                                 seed=_stream_seed(self.seed, 1, 15))
+                                 seed=_stream_seed(self.seed, 1 + run, 15))
             params = [p for p in net.parameters() if p.requires_grad]
             opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=POOL_FRESH_LR, weight_decay=POOL_FRESH_WEIGHT_DECAY)
             lr0 = POOL_FRESH_LR
         else:
             net, params, opt, lr0 = self.net, self.wparams, self.w_opt, POOL_LR_FACTOR * s["w_lr"]
-        if steps > 0 and pool:
-            gen = torch.Generator().manual_seed(_stream_seed(self.seed, 1, 14))
-            bs = min(s["batch_size"], len(self.yw))
-            net.train()
-            for step in range(steps):
-                lr = lr0 * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                path = pool[int(torch.randint(len(pool), (1,), generator=gen))][0]
-                idx = torch.randint(len(self.yw), (bs,), generator=gen)
-                net.set_path(path)
-                try:
-                    loss = F.cross_entropy(net(self.xw[idx]), self.yw[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-                    opt.step()
-                finally:
-                    net.set_path(None)
-        records = []
-        for rank, (path, arch) in enumerate(pool):
-            acc, loss = self.path_metrics(path, net=net)
-            records.append({"rank": rank, "arch": arch.to_dict(), "valid_acc": acc, "valid_loss": loss,
-                            "log_prob": float(sum(math.log(max(float(probs[g][r, i]), 1e-12))
-                                                  for g, row in path.items() for r, i in enumerate(row) if i >= 0)),
-                            "collapsed": is_collapsed(self.net, path), "path": path})
-        live = [r for r in records if not r["collapsed"]] or records
-        best = max(live, key=lambda r: (r["valid_acc"], -r["valid_loss"], r["log_prob"]))
-        summary = {"pool_size": len(records), "picked_rank": best["rank"], "pool_steps": steps,
-                   "pool_init": s["pool_init"]}
-        chosen = best["path"]
-        for r in records:
-            del r["path"]
-        return chosen, records, summary
+        if steps <= 0 or not pool:
+            return net
+        gen = torch.Generator().manual_seed(_stream_seed(self.seed, 1 + run, 14))
+        bs = min(s["batch_size"], len(self.yw))
+        net.train()
+        for step in range(steps):
+            lr = lr0 * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            path = pool[int(torch.randint(len(pool), (1,), generator=gen))][0]
+            idx = torch.randint(len(self.yw), (bs,), generator=gen)
+            net.set_path(path)
+            try:
+                loss = F.cross_entropy(net(self.xw[idx]), self.yw[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+                opt.step()
+            finally:
+                net.set_path(None)
+        return net
 
 
 # -- entry point -----------------------------------------------------------------------------------
@@ -614,6 +630,10 @@ def _resolve(method: str, space: SearchSpace, options: dict[str, Any]) -> dict[s
            f"{method}: pool_steps must be an integer >= 0")
     _check(s["pool_init"] in POOL_INITS,
            f"{method}: pool_init must be one of {', '.join(POOL_INITS)}, not {s['pool_init']!r}")
+    _check(isinstance(s["pool_repeats"], int) and not isinstance(s["pool_repeats"], bool) and s["pool_repeats"] >= 1,
+           f"{method}: pool_repeats must be an integer >= 1")
+    _check(s["pool_repeats"] == 1 or s["pool_init"] == "fresh",
+           f"{method}: pool_repeats > 1 needs pool_init='fresh' (the search supernet can be fine-tuned once)")
     lw = s["latency_weight"]
     _check(isinstance(lw, (int, float)) and not isinstance(lw, bool) and math.isfinite(lw),
            f"{method}: latency_weight={lw!r} must be a number (< 0: the method's default)")
@@ -638,7 +658,7 @@ def run_differentiable(method: str, space: SearchSpace, data: TaskData, *, epoch
                        warmup_epochs: int = -1, tau_max: float = 0.0, tau_min: float = 0.0,
                        w_optimizer: str = "sgd", finetune_steps: int = 5, stable_epochs: int = 3,
                        pool_size: int = 50, pool_steps: int = 1500, pool_neighbours: bool = True,
-                       pool_init: str = "fresh",
+                       pool_init: str = "fresh", pool_repeats: int = 1,
                        alpha_init: Mapping[str, Any] | None = None) -> OneShotResult:
     """Differentiable NAS of ``method`` (one of :data:`METHODS`) over ``space`` on ``data``.
 
@@ -657,6 +677,8 @@ def run_differentiable(method: str, space: SearchSpace, data: TaskData, *, epoch
     pool holds, besides (``pool_neighbours``) the argmax's one-row changes; ``pool_steps``:
     single-path training steps on the pool; ``pool_init``: "fresh" (a newly initialised
     supernet trains on the pool) or "inherit" (the search's supernet is fine-tuned on it);
+    ``pool_repeats``: independently initialised fresh pool supernets whose scores are averaged
+    (each costs ``pool_steps`` more steps);
     ``finetune_steps``: weight steps after each perturbation decision;
     ``stable_epochs``: DARTS+'s ranking-stability window; ``tau_max``/``tau_min``: Gumbel
     temperature, annealed geometrically over the search epochs (gdas, fbnet);
@@ -675,7 +697,7 @@ def run_differentiable(method: str, space: SearchSpace, data: TaskData, *, epoch
                "threads": threads, "warmup_epochs": warmup_epochs, "tau_max": tau_max, "tau_min": tau_min,
                "w_optimizer": w_optimizer, "finetune_steps": finetune_steps, "stable_epochs": stable_epochs,
                "pool_size": pool_size, "pool_steps": pool_steps, "pool_neighbours": bool(pool_neighbours),
-               "pool_init": pool_init}
+               "pool_init": pool_init, "pool_repeats": pool_repeats}
     s = _resolve(method, space, options)
     start = time.perf_counter()
     with torch_threads(s["threads"]), _preserved_global_rng():

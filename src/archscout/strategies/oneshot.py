@@ -123,25 +123,49 @@ def _plain(value: Any) -> Any:
 
 
 class _Differentiable(OneShotStrategy):
+    """Options shared by the differentiable methods (see ``oneshot.differentiable.run_differentiable``):
+    ``order`` (darts, pc-darts), ``guard``, ``w_lr``/``a_lr`` (0: the method's default),
+    ``partial_channels`` (pc-darts; 0: default), ``latency_weight`` (fbnet, proxyless; < 0:
+    default) and the pool guard's ``pool_size``, ``pool_steps`` and ``pool_repeats``."""
+
+    # Class-level defaults so snapshots pickled before these options existed still load.
+    partial_channels, latency_weight = 0, -1.0
+    pool_size, pool_steps, pool_repeats = 50, 1500, 1
+
     def __init__(self, problem: Problem, seed: int = 0, epochs: int = 0, batch_size: int = 64, top: int = 1,
                  threads: int = 1, order: int = 1, guard: str = "pool", w_lr: float = 0.0,
-                 a_lr: float = 0.0) -> None:
+                 a_lr: float = 0.0, partial_channels: int = 0, latency_weight: float = -1.0,
+                 pool_size: int = 50, pool_steps: int = 1500, pool_repeats: int = 1) -> None:
         super().__init__(problem, seed, epochs, batch_size, top, threads)
         require(order in (1, 2), f"order must be 1 or 2, not {order}")
+        require(order == 1 or self.method in ("darts", "pc-darts"), "order=2 applies to darts and pc-darts only")
         require(guard in ("pool", "perturbation", "darts+", "none"),
                 f"guard must be pool, perturbation, darts+ or none, not {guard!r}")
         require(w_lr >= 0 and a_lr >= 0, "w_lr and a_lr must be >= 0 (0: the method's default)")
+        require(partial_channels >= 0, f"partial_channels must be >= 0 (0: default), not {partial_channels}")
+        require(partial_channels == 0 or self.method == "pc-darts", "partial_channels applies to pc-darts only")
+        require(latency_weight < 0 or self.method in ("fbnet", "proxyless"),
+                "latency_weight applies to fbnet and proxyless only")
+        require(pool_size >= 1 and pool_steps >= 0 and pool_repeats >= 1,
+                "pool_size and pool_repeats must be >= 1, pool_steps >= 0")
         self.order, self.guard, self.w_lr, self.a_lr = order, guard, w_lr, a_lr
+        self.partial_channels, self.latency_weight = partial_channels, latency_weight
+        self.pool_size, self.pool_steps, self.pool_repeats = pool_size, pool_steps, pool_repeats
 
     def method_options(self) -> dict[str, Any]:
         out = super().method_options()
-        out["guard"] = self.guard
-        if self.name == "darts":
+        out.update(guard=self.guard, pool_size=self.pool_size, pool_steps=self.pool_steps,
+                   pool_repeats=self.pool_repeats)
+        if self.method in ("darts", "pc-darts"):
             out["order"] = self.order
         if self.w_lr:
             out["w_lr"] = self.w_lr
         if self.a_lr:
             out["a_lr"] = self.a_lr
+        if self.partial_channels:
+            out["partial_channels"] = self.partial_channels
+        if self.latency_weight >= 0:
+            out["latency_weight"] = self.latency_weight
         return out
 
 
@@ -154,49 +178,18 @@ class PCDARTS(_Differentiable):
     name = method = "pc-darts"
     summary = "PC-DARTS: partial channels + edge normalisation (cells spaces)"
 
-    def __init__(self, problem: Problem, seed: int = 0, epochs: int = 0, batch_size: int = 64, top: int = 1,
-                 threads: int = 1, guard: str = "pool", w_lr: float = 0.0, a_lr: float = 0.0,
-                 partial_channels: int = 0) -> None:
-        super().__init__(problem, seed, epochs, batch_size, top, threads, 1, guard, w_lr, a_lr)
-        require(partial_channels >= 0, f"partial_channels must be >= 0 (0: default), not {partial_channels}")
-        self.partial_channels = partial_channels
-
-    def method_options(self) -> dict[str, Any]:
-        out = super().method_options()
-        if self.partial_channels:
-            out["partial_channels"] = self.partial_channels
-        return out
-
 
 class GDAS(_Differentiable):
     name = method = "gdas"
     summary = "GDAS: hard Gumbel-softmax sampling of one path per step"
 
-    def __init__(self, problem: Problem, seed: int = 0, epochs: int = 0, batch_size: int = 64, top: int = 1,
-                 threads: int = 1, guard: str = "pool", w_lr: float = 0.0, a_lr: float = 0.0) -> None:
-        super().__init__(problem, seed, epochs, batch_size, top, threads, 1, guard, w_lr, a_lr)
 
-
-class _LatencyAware(_Differentiable):
-    def __init__(self, problem: Problem, seed: int = 0, epochs: int = 0, batch_size: int = 64, top: int = 1,
-                 threads: int = 1, guard: str = "pool", w_lr: float = 0.0, a_lr: float = 0.0,
-                 latency_weight: float = -1.0) -> None:
-        super().__init__(problem, seed, epochs, batch_size, top, threads, 1, guard, w_lr, a_lr)
-        self.latency_weight = latency_weight
-
-    def method_options(self) -> dict[str, Any]:
-        out = super().method_options()
-        if self.latency_weight >= 0:
-            out["latency_weight"] = self.latency_weight
-        return out
-
-
-class FBNet(_LatencyAware):
+class FBNet(_Differentiable):
     name = method = "fbnet"
     summary = "FBNet: Gumbel-softmax relaxation with a latency-lookup-table loss"
 
 
-class ProxylessNAS(_LatencyAware):
+class ProxylessNAS(_Differentiable):
     name = method = "proxyless"
     summary = "ProxylessNAS: binarized two-path sampling with a latency term"
 
