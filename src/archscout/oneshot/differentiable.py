@@ -525,8 +525,8 @@ class _Search:
         the search's own supernet (its SGD optimizer at ``POOL_LR_FACTOR * w_lr``, cosine).
         Each member is scored on ``data.x_valid`` with those weights and BatchNorm recalibrated
         for the path (with ``pool_repeats`` > 1, averaged over that many fresh supernets, each
-        with its own initialisation and draws; per-run accuracies in ``valid_acc_runs``); the most accurate non-collapsed one wins (ties: lower loss, then higher
-        probability). Returns (path, one record per pool member, summary)."""
+        with its own initialisation and draws; per-run accuracies in ``valid_acc_runs``); the
+        most accurate non-collapsed one wins (ties: lower loss, then higher probability). Returns (path, one record per pool member, summary)."""
         s = self.s
         with torch.no_grad():
             probs = {k: v.detach() for k, v in self.probs().items()}
@@ -567,7 +567,8 @@ class _Search:
             net = ChoiceSupernet(self.net.space, self.input_shape, self.net.num_classes,
                                  seed=_stream_seed(self.seed, 1 + run, 15))
             params = [p for p in net.parameters() if p.requires_grad]
-            opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=POOL_FRESH_LR, weight_decay=POOL_FRESH_WEIGHT_DECAY)
+            opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=POOL_FRESH_LR,
+                                                           weight_decay=POOL_FRESH_WEIGHT_DECAY)
             lr0 = POOL_FRESH_LR
         else:
             net, params, opt, lr0 = self.net, self.wparams, self.w_opt, POOL_LR_FACTOR * s["w_lr"]
