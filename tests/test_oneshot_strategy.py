@@ -53,6 +53,36 @@ def test_derived_architectures_are_proposed_once_in_order_then_nothing(fake_runn
     assert strategy.extra_metrics(first[0]) == {"supernet_acc": 0.9, "search_s": 12.5}
 
 
+def test_with_the_pool_guard_top_proposes_the_best_pool_members_after_the_derived_one(
+        monkeypatch: pytest.MonkeyPatch, make_nbg_problem: Any) -> None:
+    import numpy as np
+
+    problem = make_nbg_problem()
+    archs = [problem.space.sample(np.random.default_rng(i)) for i in range(60)]
+    archs = list({a.key: a for a in archs}.values())[:5]
+    # pool: (valid_acc, collapsed); the derived arch is archs[1], the best live member
+    marks = [(0.70, False), (0.90, False), (0.95, True), (0.80, False), (0.80, False)]
+    pool = [{"rank": i, "arch": a.to_dict(), "valid_acc": acc, "valid_loss": 1.0 - acc, "log_prob": -float(i),
+             "collapsed": dead} for i, (a, (acc, dead)) in enumerate(zip(archs, marks))]
+
+    def run_method(method: str, space: Any, data: Any, **options: Any) -> _Result:
+        result = _Result([archs[1], archs[0]])
+        result.info = {"guard": "pool", "collapsed": False, "pool": pool}
+        return result
+
+    module = types.ModuleType("archscout.oneshot.runner")
+    module.run_method = run_method  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "archscout.oneshot.runner", module)
+    strategy = make_strategy("darts", problem, 0, top=4)
+    strategy.use_data("mnist1d")
+    asked = [strategy.ask()[0] for _ in range(4)]
+    assert strategy.ask() == []
+    # derived first, then live members by pool accuracy (ties: the pool's order), collapsed last
+    assert [a.key for a in asked] == [archs[i].key for i in (1, 3, 4, 0)]
+    assert strategy.extra_metrics(asked[0]) == {"supernet_acc": 0.9, "pool_acc": 0.9, "search_s": 12.5}
+    assert strategy.extra_metrics(asked[1]) == {"pool_acc": 0.8, "search_s": 12.5}
+
+
 def test_a_restored_snapshot_does_not_search_again(fake_runner: list, make_nbg_problem: Any) -> None:
     problem = make_nbg_problem()
     strategy = make_strategy("darts", problem, 0)

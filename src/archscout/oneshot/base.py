@@ -1,10 +1,11 @@
 """What every weight-sharing or differentiable search method returns (no torch needed here)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..space import Architecture
+from ..space import Architecture, SearchSpace
 
 
 @dataclass
@@ -30,3 +31,37 @@ class OneShotResult:
     def best(self) -> Architecture:
         """The first derived architecture."""
         return self.archs[0]
+
+
+def pool_ranking(pool: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The members of a differentiable search's candidate pool (``info["pool"]``), best first.
+
+    The order the pool guard picks by: members not collapsed to parameter-free ops first,
+    then higher pool validation accuracy, lower validation loss, higher probability under
+    the architecture weights; ties keep the pool's own order."""
+    return sorted(pool, key=lambda r: (bool(r["collapsed"]), -r["valid_acc"], r["valid_loss"], -r["log_prob"]))
+
+
+def finalists(space: SearchSpace, result: OneShotResult, top: int) -> list[tuple[Architecture, dict[str, float]]]:
+    """Up to ``top`` architectures to evaluate, best first, each with what the search measured.
+
+    With a candidate pool (``info["pool"]``, the differentiable methods' default guard): the
+    derived architecture, then the next best pool members by :func:`pool_ranking`, each with
+    its pool accuracy as ``pool_acc`` -- the finalists DARTS would train to pick among.
+    Otherwise the result's own ``archs`` and ``scores``."""
+    pool = result.info.get("pool")
+    if not pool:
+        return [(a, dict(sc)) for a, sc in zip(result.archs[:top], result.scores[:top])]
+    first = result.archs[0]
+    by_key = {space.make(r["arch"]).key: r for r in pool}
+    head = dict(result.scores[0])
+    if first.key in by_key:
+        head["pool_acc"] = float(by_key[first.key]["valid_acc"])
+    out = [(first, head)]
+    for r in pool_ranking(pool):
+        if len(out) >= top:
+            break
+        arch = space.make(r["arch"])
+        if arch.key != first.key:
+            out.append((arch, {"pool_acc": float(r["valid_acc"])}))
+    return out

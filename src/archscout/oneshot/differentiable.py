@@ -63,7 +63,7 @@ from ..hardware import LatencyTable
 from ..space import Architecture, SearchSpace
 from ..training.data import TaskData
 from ..training.trainer import _preserved_global_rng, _stream_seed, torch_threads
-from .base import OneShotResult
+from .base import OneShotResult, pool_ranking
 from .bn import batchnorms, recalibrate_bn
 from .latency_loss import CandidateLatency, candidate_latencies
 from .selection import (GUARDS, DartsPlusMonitor, avoid_collapse, candidate_pool, first_valid, is_collapsed,
@@ -549,8 +549,7 @@ class _Search:
                             "collapsed": is_collapsed(self.net, path), "path": path})
             if repeats > 1:
                 records[-1]["valid_acc_runs"] = [float(v) for v in scores[:, rank, 0]]
-        live = [r for r in records if not r["collapsed"]] or records
-        best = max(live, key=lambda r: (r["valid_acc"], -r["valid_loss"], r["log_prob"]))
+        best = pool_ranking(records)[0]
         summary = {"pool_size": len(records), "picked_rank": best["rank"], "pool_steps": steps,
                    "pool_init": s["pool_init"], "pool_repeats": repeats}
         chosen = best["path"]

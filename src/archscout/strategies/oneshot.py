@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from ..errors import ArchscoutError
 from ..evaluators.base import Evaluator
+from ..oneshot.base import finalists
 from ..problem import Problem
 from ..space import Architecture
 from .base import Strategy, require
@@ -69,8 +70,12 @@ class OneShotStrategy(Strategy):
                                  "pip install 'archscout[torch]'") from None
         result = run_method(self.method, self.space, self.data, constraints=[c.text for c in self.problem.constraints],
                             **self.method_options())
-        self.derived = [a.to_dict() for a in result.archs[: self.top]]
-        self.derived_scores = [dict(s) for s in result.scores[: self.top]]
+        # the first ``top`` derived architectures; with a candidate pool (the differentiable
+        # methods' default guard) the derived one and then the next best pool members, so the
+        # study's evaluator judges the finalists, as DARTS picks among its candidate cells
+        chosen = finalists(self.space, result, self.top)
+        self.derived = [a.to_dict() for a, _ in chosen]
+        self.derived_scores = [scores for _, scores in chosen]
         self.search_s = float(result.search_s)
         self.info = _plain(result.info)
 
