@@ -2,10 +2,11 @@
 
 ``darts``, ``pc-darts``, ``gdas``, ``fbnet``, ``proxyless`` (differentiable), ``spos`` and
 ``bignas`` (one-shot) train a supernet of the study's space on the strategy's data the first
-time they are asked, then propose their derived architecture(s), best first, which the
-study's evaluator scores like any other trial (a tabular benchmark looks them up, ``train``
-trains them stand-alone). When the derived list is used up the strategy proposes nothing
-more and the study ends.
+time they are asked, then propose their derived architecture(s), best first (``top`` of
+them; for the differentiable methods' pool guard, the derived one and the next best pool
+members), which the study's evaluator scores like any other trial (a tabular benchmark
+looks them up, ``train`` trains them stand-alone). When the derived list is used up the
+strategy proposes nothing more and the study ends.
 
 The supernet search runs in this process and needs the torch extra (imported only then).
 Its result (derived architectures, ``search_s`` and the method's own scores, such as
@@ -131,7 +132,9 @@ class _Differentiable(OneShotStrategy):
     """Options shared by the differentiable methods (see ``oneshot.differentiable.run_differentiable``):
     ``order`` (darts, pc-darts), ``guard``, ``w_lr``/``a_lr`` (0: the method's default),
     ``partial_channels`` (pc-darts; 0: default), ``latency_weight`` (fbnet, proxyless; < 0:
-    default) and the pool guard's ``pool_size``, ``pool_steps`` and ``pool_repeats``."""
+    default) and the pool guard's ``pool_size``, ``pool_steps`` and ``pool_repeats``. With the
+    pool guard, ``top`` > 1 proposes the derived architecture and then the next best pool
+    members (:func:`~archscout.oneshot.base.finalists`), for the study's evaluator to judge."""
 
     # Class-level defaults so snapshots pickled before these options existed still load.
     partial_channels, latency_weight = 0, -1.0
