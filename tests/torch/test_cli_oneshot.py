@@ -71,6 +71,15 @@ def test_spos_on_the_reference_benchmark_trains_on_its_dataset(tmp_path: Path) -
     assert summary["n_complete"] == 1 and 0 < summary["best"]["metrics"]["valid_acc"] <= 1
 
 
+def test_darts_with_top_3_lets_the_study_judge_three_pool_finalists(tmp_path: Path) -> None:
+    proc = run_archscout("search", "--strategy", "darts", "--budget", "5", *REFERENCE, *_options("darts"),
+                         "--strategy-option", "top=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["n_complete"] == 3                      # the derived architecture and two more pool members
+    assert 0 <= summary["best"]["metrics"]["pool_acc"] <= 1 and summary["best"]["metrics"]["search_s"] > 0
+
+
 def test_supernet_strategies_train_on_the_reference_tables_own_split() -> None:
     import torch
 
