@@ -114,7 +114,8 @@ def main() -> None:
     import numpy as np
     from scipy.stats import kendalltau, spearmanr
 
-    per_seed = np.array([[done[(a.to_json(), int(s))]["metrics"]["valid_acc"] for a in archs] for s in settings["seeds"]])
+    per_seed = np.array([[done[(a.to_json(), int(s))]["metrics"]["valid_acc"] for a in archs]
+                         for s in settings["seeds"]])
     means = per_seed.mean(axis=0)
     cpu = sum(r["metrics"]["train_s"] for r in done.values())
     pairs = list(combinations(range(len(per_seed)), 2))

@@ -110,13 +110,15 @@ def main() -> None:
             secs.append(result.search_s)
             alone.append(cost[arch.key])
             tests.append(test[arch.key])
-            print(f"  {method} seed {seed}: top {derived[method][-1]}% (best of 3 finalists {best_of_3[method][-1]}%; valid {acc[arch.key]:.4f}, test "
+            print(f"  {method} seed {seed}: top {derived[method][-1]}% (best of 3 finalists "
+                  f"{best_of_3[method][-1]}%; valid {acc[arch.key]:.4f}, test "
                   f"{test[arch.key]:.4f}), search {result.search_s:.0f} s, collapsed={collapsed[method][-1]}, "
                   f"{json.dumps(result.info.get('guard_changes', result.info.get('guard', '')))[:120]}", flush=True)
         search_min[method] = round(float(np.mean(secs)) / 60, 2)
         standalone_min[method] = round(float(np.mean(alone)) / 60, 3)
         test_acc[method] = [round(t, 4) for t in tests]
-    out.update(derived_percentile=derived, best_of_3_percentile=best_of_3, collapsed=collapsed, search_cpu_min=search_min,
+    out.update(derived_percentile=derived, best_of_3_percentile=best_of_3, collapsed=collapsed,
+               search_cpu_min=search_min,
                standalone_cpu_min=standalone_min, derived_test_acc=test_acc,
                all_within_top10={m: all(v <= 10 for v in vs) for m, vs in derived.items()},
                best_test_acc_in_table=round(max(test.values()), 4))

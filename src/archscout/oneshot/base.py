@@ -53,15 +53,12 @@ def finalists(space: SearchSpace, result: OneShotResult, top: int) -> list[tuple
     if not pool:
         return [(a, dict(sc)) for a, sc in zip(result.archs[:top], result.scores[:top])]
     first = result.archs[0]
-    by_key = {space.make(r["arch"]).key: r for r in pool}
+    ranked = [(space.make(r["arch"]), float(r["valid_acc"])) for r in pool_ranking(pool)]
     head = dict(result.scores[0])
-    if first.key in by_key:
-        head["pool_acc"] = float(by_key[first.key]["valid_acc"])
-    out = [(first, head)]
-    for r in pool_ranking(pool):
-        if len(out) >= top:
-            break
-        arch = space.make(r["arch"])
-        if arch.key != first.key:
-            out.append((arch, {"pool_acc": float(r["valid_acc"])}))
-    return out
+    rest = []
+    for arch, acc in ranked:
+        if arch.key == first.key:
+            head["pool_acc"] = acc
+        else:
+            rest.append((arch, {"pool_acc": acc}))
+    return [(first, head), *rest[: top - 1]]

@@ -526,7 +526,8 @@ class _Search:
         Each member is scored on ``data.x_valid`` with those weights and BatchNorm recalibrated
         for the path (with ``pool_repeats`` > 1, averaged over that many fresh supernets, each
         with its own initialisation and draws; per-run accuracies in ``valid_acc_runs``); the
-        most accurate non-collapsed one wins (ties: lower loss, then higher probability). Returns (path, one record per pool member, summary)."""
+        most accurate non-collapsed one wins (ties: lower loss, then higher probability).
+        Returns (path, one record per pool member, summary)."""
         s = self.s
         with torch.no_grad():
             probs = {k: v.detach() for k, v in self.probs().items()}
@@ -624,14 +625,12 @@ def _resolve(method: str, space: SearchSpace, options: dict[str, Any]) -> dict[s
     _check(isinstance(s["threads"], int) and s["threads"] >= 1, f"{method}: threads must be an integer >= 1")
     _check(isinstance(s["stable_epochs"], int) and s["stable_epochs"] >= 1, f"{method}: stable_epochs must be >= 1")
     _check(isinstance(s["finetune_steps"], int) and s["finetune_steps"] >= 0, f"{method}: finetune_steps must be >= 0")
-    _check(isinstance(s["pool_size"], int) and not isinstance(s["pool_size"], bool) and s["pool_size"] >= 1,
-           f"{method}: pool_size must be an integer >= 1")
-    _check(isinstance(s["pool_steps"], int) and not isinstance(s["pool_steps"], bool) and s["pool_steps"] >= 0,
-           f"{method}: pool_steps must be an integer >= 0")
+    for key, low in (("pool_size", 1), ("pool_steps", 0), ("pool_repeats", 1)):
+        value = s[key]
+        _check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+               f"{method}: {key} must be an integer >= {low}")
     _check(s["pool_init"] in POOL_INITS,
            f"{method}: pool_init must be one of {', '.join(POOL_INITS)}, not {s['pool_init']!r}")
-    _check(isinstance(s["pool_repeats"], int) and not isinstance(s["pool_repeats"], bool) and s["pool_repeats"] >= 1,
-           f"{method}: pool_repeats must be an integer >= 1")
     _check(s["pool_repeats"] == 1 or s["pool_init"] == "fresh",
            f"{method}: pool_repeats > 1 needs pool_init='fresh' (the search supernet can be fine-tuned once)")
     lw = s["latency_weight"]
@@ -688,7 +687,8 @@ def run_differentiable(method: str, space: SearchSpace, data: TaskData, *, epoch
     Returns a :class:`~archscout.oneshot.base.OneShotResult`: ``archs[0]`` the derived
     architecture (``archs[1]`` the plain argmax one when the guard changed it), ``scores``
     with ``supernet_acc`` (validation accuracy of the path with the search supernet's
-    weights, BatchNorm recalibrated; the pool guard's own scores are in ``info["pool"]``), ``param_free_fraction`` and, with a lookup table, ``lut_latency_ms``;
+    weights, BatchNorm recalibrated; the pool guard's own scores are in ``info["pool"]``),
+    ``param_free_fraction`` and, with a lookup table, ``lut_latency_ms``;
     ``history`` one record per epoch; ``info`` the resolved settings and what the guard did.
     Raises a one-line :class:`~archscout.errors.ArchscoutError` for a bad method or option.
     """

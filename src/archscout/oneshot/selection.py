@@ -401,5 +401,5 @@ def perturbation_select(supernet: ChoiceSupernet, weights: Mapping[str, torch.Te
     return path, scores, records
 
 
-__all__ = ["DartsPlusMonitor", "GUARDS", "avoid_collapse", "candidate_pool", "first_valid", "identity_candidates", "is_collapsed",
-           "live_rows", "param_free_fraction", "perturbation_select", "skip_count"]
+__all__ = ["DartsPlusMonitor", "GUARDS", "avoid_collapse", "candidate_pool", "first_valid", "identity_candidates",
+           "is_collapsed", "live_rows", "param_free_fraction", "perturbation_select", "skip_count"]

@@ -56,7 +56,8 @@ def train_spos(supernet: ChoiceSupernet, data: TaskData, *, epochs: int = 30, ba
     ``"fair"`` (FairNAS): per step a set of paths that runs every candidate of every row once,
     gradients summed, one update (costs that many forward/backward passes per step).
     ``sampler`` replaces uniform sampling by any ``rng -> path`` draw (e.g. a few-shot
-    sub-supernet that fixes one row; Zhao et al. 2021). AdamW with a cosine schedule over all steps. Deterministic for ``seed`` on CPU (the
+    sub-supernet that fixes one row; Zhao et al. 2021). AdamW with a cosine schedule over all
+    steps. Deterministic for ``seed`` on CPU (the
     global torch RNG is restored afterwards). Returns one record per epoch: ``epoch``,
     ``train_loss`` (mean over the epoch's sampled paths), ``seconds``.
     """
